@@ -1,0 +1,193 @@
+# Copyright 2026 The face_id_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""One config object per stage, built from one YAML file and validated at start-up.
+
+Every field carries its description and its allowed range or choices, so the YAML loader,
+the command-line tool and the ROS node's parameter declarations share one source of truth.
+"""
+
+from dataclasses import dataclass, field, fields
+import os
+
+import yaml
+
+from face_id_ros.core.errors import ConfigError
+
+
+def setting(default, doc, low=None, high=None, choices=None):
+    """Declare a config field with its description and its allowed values."""
+    return field(default=default,
+                 metadata={'doc': doc, 'low': low, 'high': high, 'choices': choices})
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Face detection."""
+
+    backend: str = setting('blazeface', 'Face detector backend.',
+                           choices=('blazeface', 'yunet'))
+    blazeface_range: str = setting(
+        'short', 'BlazeFace model: short (faces within ~2 m) or full (within ~5 m).',
+        choices=('short', 'full'))
+    yunet_model: str = setting('', 'Path of a YuNet ONNX file (backend yunet only).')
+    min_score: float = setting(0.6, 'Minimum detector confidence of a face.', 0.0, 1.0)
+    min_face_size: int = setting(32, 'Faces whose box is smaller (pixels) are ignored.',
+                                 1, 4096)
+    max_faces: int = setting(5, 'At most this many faces (the largest) per frame.', 1, 64)
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    """Face embedding with onnxruntime."""
+
+    model: str = setting('', 'Embedder ONNX path; empty means the model shipped in models/.')
+    threads: int = setting(1, 'onnxruntime intra-op threads.', 1, 64)
+    flip_sum: bool = setting(False, 'Also embed the mirrored face and sum (2x cost).')
+
+
+@dataclass(frozen=True)
+class MatcherConfig:
+    """Open-set matching against the gallery (cosine similarity)."""
+
+    threshold: float = setting(
+        -2.0, 'Cosine similarity a match needs; below -1 means the model\'s recommendation.',
+        -2.0, 1.0)
+    margin: float = setting(0.05, 'Lead the best patient needs over the runner-up.', 0.0, 2.0)
+    top_k: int = setting(3, 'Candidates reported per face.', 1, 50)
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Temporal policy that turns per-frame matches into confirmed identities."""
+
+    iou_threshold: float = setting(0.3, 'Box overlap that continues a track.', 0.0, 1.0)
+    window: int = setting(5, 'Recent frames a track keeps as evidence.', 1, 100)
+    confirm_frames: int = setting(
+        3, 'Frames in the window that must agree on one patient to confirm it.', 1, 100)
+    max_gap_s: float = setting(
+        0.5, 'A track unseen for longer ends; evidence older than this is stale.', 0.01, 60.0)
+
+
+@dataclass(frozen=True)
+class GalleryConfig:
+    """The enrolled-patient gallery."""
+
+    path: str = setting('~/.local/share/face_id_ros/gallery.db', 'SQLite gallery file.')
+    store_images: bool = setting(False, 'Also store the aligned face crops (off: privacy).')
+    id_pattern: str = setting(
+        r'^P-[0-9]{4,}$', 'Regular expression every pseudonymous patient id must match.')
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Enrolment quality gate."""
+
+    min_face_size: int = setting(80, 'Smallest face box (pixels) accepted for enrolment.',
+                                 16, 4096)
+    min_sharpness: float = setting(
+        30.0, 'Least variance of the Laplacian of the aligned face (blur gate).', 0.0, 1e6)
+    min_score: float = setting(0.8, 'Least detector confidence for enrolment.', 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Every stage's config; built from the YAML file in ``config/``."""
+
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    matcher: MatcherConfig = field(default_factory=MatcherConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    gallery: GalleryConfig = field(default_factory=GalleryConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+
+    @classmethod
+    def from_dict(cls, mapping, source='config'):
+        """Build and validate from nested mappings; raise ConfigError naming the key."""
+        mapping = mapping or {}
+        if not isinstance(mapping, dict):
+            raise ConfigError(f'{source}: expected a mapping of stages, got {mapping!r}')
+        stages = {item.name: item.default_factory for item in fields(cls)}
+        unknown = sorted(set(mapping) - set(stages))
+        if unknown:
+            raise ConfigError(f'{source}: unknown section(s) {unknown}; '
+                              f'known: {sorted(stages)}')
+        built = {name: build_stage(stage_cls, mapping.get(name), f'{source}: {name}')
+                 for name, stage_cls in stages.items()}
+        config = cls(**built)
+        if config.tracker.confirm_frames > config.tracker.window:
+            raise ConfigError(f'{source}: tracker.confirm_frames '
+                              f'({config.tracker.confirm_frames}) exceeds tracker.window '
+                              f'({config.tracker.window})')
+        if config.detector.backend == 'yunet' and not config.detector.yunet_model:
+            raise ConfigError(f'{source}: detector.yunet_model is required for backend yunet')
+        return config
+
+    @classmethod
+    def from_yaml(cls, path):
+        """Load a YAML file whose top level has one section per stage."""
+        path = os.path.expanduser(str(path))
+        try:
+            with open(path, encoding='utf-8') as stream:
+                mapping = yaml.safe_load(stream)
+        except OSError as error:
+            raise ConfigError(f'cannot read config {path}: {error.strerror}')
+        except yaml.YAMLError as error:
+            raise ConfigError(f'config {path} is not valid YAML: {error}')
+        return cls.from_dict(mapping, source=path)
+
+    def replace(self, **sections):
+        """Return a copy with some stages' values overridden (``{'detector': {...}}``)."""
+        merged = {name: dict(vars(getattr(self, name))) for name in vars(self)}
+        for name, values in sections.items():
+            merged.setdefault(name, {}).update(values)
+        return type(self).from_dict(merged, source='override')
+
+
+def build_stage(stage_cls, mapping, source):
+    """Build one stage's config from a mapping, checking names, types and ranges."""
+    mapping = mapping or {}
+    if not isinstance(mapping, dict):
+        raise ConfigError(f'{source}: expected a mapping, got {mapping!r}')
+    known = {item.name: item for item in fields(stage_cls)}
+    unknown = sorted(set(mapping) - set(known))
+    if unknown:
+        raise ConfigError(f'{source}: unknown key(s) {unknown}; known: {sorted(known)}')
+    values = {name: check_value(known[name], value, f'{source}.{name}')
+              for name, value in mapping.items()}
+    return stage_cls(**values)
+
+
+def check_value(item, value, where):
+    """Coerce ``value`` to the field's type and check its range; raise ConfigError."""
+    kind = type(item.default)
+    if kind is bool and not isinstance(value, bool):
+        raise ConfigError(f'{where}: expected true or false, got {value!r}')
+    if kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f'{where}: expected a number, got {value!r}')
+        if kind is int and value != int(value):
+            raise ConfigError(f'{where}: expected a whole number, got {value!r}')
+        value = kind(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f'{where}: expected text, got {value!r}')
+    meta = item.metadata
+    if meta['choices'] and value not in meta['choices']:
+        raise ConfigError(f'{where}: {value!r} is not one of {list(meta["choices"])}')
+    if meta['low'] is not None and value < meta['low']:
+        raise ConfigError(f'{where}: {value!r} is below the minimum {meta["low"]}')
+    if meta['high'] is not None and value > meta['high']:
+        raise ConfigError(f'{where}: {value!r} is above the maximum {meta["high"]}')
+    return value
