@@ -1,0 +1,94 @@
+# Copyright 2026 The face_id_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Open-set matching of face embeddings against a gallery snapshot.
+
+A patient's similarity is the best cosine over their templates. A face is named only when
+that similarity reaches the threshold and leads the runner-up patient by the margin;
+otherwise it is ``unknown``: an unenrolled person is never the nearest patient.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from face_id_ros.core.errors import ConfigError, GalleryError
+
+UNKNOWN = 'unknown'
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One patient's similarity to a face; ``score`` maps the cosine onto [0, 1]."""
+
+    patient_id: str
+    cosine: float
+    score: float
+
+
+@dataclass(frozen=True)
+class FaceMatch:
+    """One face's decision (a patient id or ``unknown``) and its best candidates."""
+
+    decision: str
+    candidates: tuple = ()
+
+    @property
+    def best_score(self):
+        """Score of the best candidate, or None when there is none."""
+        return self.candidates[0].score if self.candidates else None
+
+
+def match(embeddings, snapshot, config, threshold):
+    """
+    Match (N, D) face embeddings against a snapshot; return one FaceMatch per face.
+
+    ``threshold`` is the resolved cosine threshold in [-1, 1] (the caller replaces the
+    config's "use the model's recommendation" value). Rows that are not finite or are all
+    zeros match nobody.
+    """
+    if not -1.0 <= threshold <= 1.0:
+        raise ConfigError(f'match threshold {threshold!r} is not a cosine in [-1, 1]; '
+                          "resolve the model's recommended threshold first")
+    faces = np.asarray(embeddings, dtype=np.float32)
+    if not faces.size:
+        return []
+    if faces.ndim != 2 or faces.shape[1] != snapshot.embedding_size:
+        raise GalleryError(f'face embeddings have shape {faces.shape} but the gallery '
+                           f'holds size {snapshot.embedding_size}')
+    if not len(snapshot.patient_ids):
+        return [FaceMatch(UNKNOWN) for _ in range(len(faces))]
+    norms = np.linalg.norm(faces, axis=1)
+    usable = np.isfinite(norms) & (norms > 0)
+    faces = np.where(usable[:, None], faces / np.where(usable, norms, 1.0)[:, None], 0.0)
+    cosines = faces @ snapshot.templates.T
+    per_patient = np.maximum.reduceat(cosines, snapshot.template_starts, axis=1)
+    order = np.argsort(-per_patient, axis=1, kind='stable')
+    return [_decide(snapshot.patient_ids, per_patient[row], order[row], config, threshold)
+            if usable[row] else FaceMatch(UNKNOWN) for row in range(len(faces))]
+
+
+def _decide(patient_ids, similarities, order, config, threshold):
+    """Name the best patient only above threshold and with a strict lead >= margin."""
+    best = float(similarities[order[0]])
+    # With one enrolled patient there is no runner-up; the threshold alone decides.
+    runner_up = float(similarities[order[1]]) if len(order) > 1 else -1.0
+    lead = best - runner_up
+    named = best >= threshold and lead >= config.margin and lead > 0.0
+    candidates = tuple(
+        Candidate(str(patient_ids[index]), float(similarities[index]),
+                  float(np.clip((similarities[index] + 1.0) / 2.0, 0.0, 1.0)))
+        for index in order[:config.top_k])
+    return FaceMatch(str(patient_ids[order[0]]) if named else UNKNOWN, candidates)

@@ -1,0 +1,148 @@
+# Copyright 2026 The face_id_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Open-set matching: strangers and ambiguous faces are unknown, never the nearest patient."""
+
+import numpy as np
+import pytest
+
+from face_id_ros.core.config import MatcherConfig
+from face_id_ros.core.errors import ConfigError, GalleryError
+from face_id_ros.core.gallery import Gallery, GallerySnapshot
+from face_id_ros.core.matching import match, UNKNOWN
+
+SIZE = 64
+MODEL = 'test-model/1'
+THRESHOLD = 0.5
+
+
+def unit(vectors):
+    """Return L2-normalised rows."""
+    vectors = np.atleast_2d(vectors)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def around(centre, count, noise, rng):
+    """Return ``count`` unit vectors near ``centre`` (cosine to it falls as noise grows)."""
+    return unit(centre + noise * rng.normal(size=(count, SIZE)) / np.sqrt(SIZE))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+@pytest.fixture
+def centres(rng):
+    """Five well-separated patients and two near-twins (P-0005 and P-0006)."""
+    base = unit(rng.normal(size=(5, SIZE)))
+    twin = unit(base[4] + 0.05 * rng.normal(size=SIZE) / np.sqrt(SIZE))
+    return np.vstack([base, twin])
+
+
+@pytest.fixture
+def snapshot(tmp_path, centres, rng):
+    with Gallery.open(tmp_path / 'gallery.db', MODEL, SIZE) as gallery:
+        for index, centre in enumerate(centres):
+            gallery.add_templates(f'P-{index:04d}', around(centre, 4, 0.3, rng),
+                                  ['enrol.jpg'] * 4, [0.9] * 4)
+        return gallery.snapshot()
+
+
+def test_enrolled_faces_are_named_with_sorted_candidates(snapshot, centres, rng):
+    probes = np.vstack([around(centre, 1, 0.3, rng) for centre in centres[:4]])
+    matches = match(probes, snapshot, MatcherConfig(top_k=3), THRESHOLD)
+    assert [face.decision for face in matches] == ['P-0000', 'P-0001', 'P-0002', 'P-0003']
+    for face in matches:
+        assert len(face.candidates) == 3
+        cosines = [candidate.cosine for candidate in face.candidates]
+        assert cosines == sorted(cosines, reverse=True)
+        assert face.candidates[0].patient_id == face.decision
+        for candidate in face.candidates:
+            assert 0.0 <= candidate.score <= 1.0
+            assert candidate.score == pytest.approx((candidate.cosine + 1.0) / 2.0)
+        assert face.best_score == face.candidates[0].score
+
+
+def test_patient_similarity_is_the_best_of_their_templates(snapshot):
+    probe = snapshot.templates[5]
+    [face] = match(probe[None], snapshot, MatcherConfig(top_k=1), THRESHOLD)
+    owner = snapshot.patient_ids[snapshot.owners[5]]
+    assert face.candidates[0].patient_id == owner
+    assert face.candidates[0].cosine == pytest.approx(1.0, abs=1e-5)
+
+
+def test_stranger_below_threshold_is_unknown(snapshot, rng):
+    stranger = unit(rng.normal(size=SIZE))
+    [face] = match(stranger, snapshot, MatcherConfig(), THRESHOLD)
+    assert face.decision == UNKNOWN
+    assert face.candidates[0].cosine < THRESHOLD
+    assert len(face.candidates) == 3
+
+
+def test_near_twins_within_the_margin_are_unknown(snapshot, centres, rng):
+    probe = unit(centres[4] + centres[5])
+    [face] = match(probe, snapshot, MatcherConfig(margin=0.1), THRESHOLD)
+    best, runner_up = face.candidates[:2]
+    assert {best.patient_id, runner_up.patient_id} == {'P-0004', 'P-0005'}
+    assert best.cosine >= THRESHOLD and best.cosine - runner_up.cosine < 0.1
+    assert face.decision == UNKNOWN
+
+
+def test_margin_zero_still_needs_a_strict_lead(snapshot):
+    template = snapshot.templates[0]
+    identical_twins = GallerySnapshot(0, np.array(['P-0001', 'P-0002']),
+                                      np.vstack([template, template]), np.array([0, 1]))
+    [face] = match(template[None], identical_twins, MatcherConfig(margin=0.0), THRESHOLD)
+    assert face.candidates[0].cosine == face.candidates[1].cosine
+    assert face.decision == UNKNOWN
+
+
+def test_single_patient_gallery_needs_only_the_threshold(tmp_path, centres, rng):
+    with Gallery.open(tmp_path / 'one.db', MODEL, SIZE) as gallery:
+        gallery.add_templates('P-0042', around(centres[0], 2, 0.3, rng), ['a', 'b'], [1, 1])
+        snapshot = gallery.snapshot()
+    probes = np.vstack([around(centres[0], 1, 0.3, rng), unit(rng.normal(size=SIZE))])
+    near, far = match(probes, snapshot, MatcherConfig(margin=0.5), THRESHOLD)
+    assert near.decision == 'P-0042' and far.decision == UNKNOWN
+
+
+def test_empty_gallery_and_no_faces(tmp_path, rng):
+    with Gallery.open(tmp_path / 'empty.db', MODEL, SIZE) as gallery:
+        empty = gallery.snapshot()
+    faces = match(unit(rng.normal(size=(2, SIZE))), empty, MatcherConfig(), THRESHOLD)
+    assert [(face.decision, face.candidates) for face in faces] == [(UNKNOWN, ())] * 2
+    assert faces[0].best_score is None
+    assert match(np.zeros((0, SIZE)), empty, MatcherConfig(), THRESHOLD) == []
+
+
+def test_unusable_embeddings_match_nobody(snapshot, centres):
+    probes = np.vstack([np.full(SIZE, np.nan), np.zeros(SIZE), centres[0]])
+    broken, blank, good = match(probes, snapshot, MatcherConfig(), THRESHOLD)
+    assert broken.decision == UNKNOWN and broken.candidates == ()
+    assert blank.decision == UNKNOWN and blank.candidates == ()
+    assert good.decision == 'P-0000'
+
+
+def test_unnormalised_probes_give_cosines(snapshot, centres):
+    [scaled] = match(7.5 * centres[1][None], snapshot, MatcherConfig(), THRESHOLD)
+    [plain] = match(centres[1][None], snapshot, MatcherConfig(), THRESHOLD)
+    assert scaled.candidates[0].cosine == pytest.approx(plain.candidates[0].cosine, abs=1e-6)
+
+
+def test_wrong_embedding_size_and_unresolved_threshold_are_refused(snapshot, rng):
+    with pytest.raises(GalleryError, match='size 64'):
+        match(rng.normal(size=(1, 128)), snapshot, MatcherConfig(), THRESHOLD)
+    with pytest.raises(ConfigError, match='recommended threshold'):
+        match(unit(rng.normal(size=SIZE)), snapshot, MatcherConfig(), MatcherConfig().threshold)
