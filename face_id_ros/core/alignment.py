@@ -1,0 +1,90 @@
+# Copyright 2026 The face_id_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Alignment: a similarity transform of the detector's landmarks onto the model's template."""
+
+import cv2
+from face_id_ros.core.detection import FIVE_POINTS, FOUR_POINTS
+from face_id_ros.core.errors import FaceIdError
+from face_id_ros.core.model_metadata import ARCFACE_TEMPLATE_112
+import numpy as np
+
+# Where BlazeFace puts its 4 keypoints on faces aligned to the ArcFace 112 template: the
+# median over 1,499 CelebA training faces aligned by YuNet (see docs/alignment.md). Its nose
+# and eye points sit lower than the ArcFace ones, so the naive 4-point template is biased.
+BLAZEFACE_POINTS_IN_ARCFACE_112 = (
+    (38.73, 53.82),
+    (74.79, 54.18),
+    (56.20, 77.11),
+    (56.23, 93.46),
+)
+
+
+def detector_template(landmark_set, template):
+    """
+    Return the target points for a detector's landmarks, given the model's 5-point template.
+
+    Five points map one to one. For BlazeFace's four, the calibrated positions are carried
+    from the ArcFace 112 template to the model's template by the similarity between the two,
+    so a model with another template still gets consistent alignment.
+    """
+    points = np.asarray(template, np.float64)
+    if landmark_set == FIVE_POINTS:
+        return points
+    if landmark_set == FOUR_POINTS:
+        to_model = similarity_transform(ARCFACE_TEMPLATE_112, points)
+        calibrated = np.asarray(BLAZEFACE_POINTS_IN_ARCFACE_112, np.float64)
+        return calibrated @ to_model[:, :2].T + to_model[:, 2]
+    raise FaceIdError(f'unknown landmark set {landmark_set!r}')
+
+
+def similarity_transform(source, target):
+    """Return the 2x3 least-squares similarity (Umeyama, no reflection) from source to target."""
+    source = np.asarray(source, np.float64)
+    target = np.asarray(target, np.float64)
+    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
+    source_centred, target_centred = source - source_mean, target - target_mean
+    covariance = target_centred.T @ source_centred / len(source)
+    u, singular, vt = np.linalg.svd(covariance)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1.0
+    rotation = u @ np.diag(sign) @ vt
+    variance = source_centred.var(axis=0).sum()
+    if variance <= 0:
+        raise FaceIdError('landmarks are degenerate (all at one point)')
+    scale = (singular * sign).sum() / variance
+    translation = target_mean - scale * rotation @ source_mean
+    return np.hstack([scale * rotation, translation[:, None]])
+
+
+def align_face(image, landmarks, template_points, size):
+    """Warp the face whose ``landmarks`` match ``template_points`` into a ``size`` crop."""
+    matrix = similarity_transform(landmarks, template_points)
+    return cv2.warpAffine(image, matrix, tuple(int(side) for side in size),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def centre_landmarks(image, template_points, template_size=(112, 112), fraction=0.44):
+    """
+    Return landmarks that put the template on the image centre (a fallback crop).
+
+    Used by evaluations where the detector finds no face: the pair still counts, with the
+    central square (``fraction`` of the shorter side, as in loosely cropped LFW photos).
+    """
+    height, width = image.shape[:2]
+    side = fraction * min(height, width)
+    scale = side / float(template_size[0])
+    offset = np.array([(width - side) / 2.0, (height - side) / 2.0])
+    return np.asarray(template_points, np.float64) * scale + offset

@@ -1,0 +1,119 @@
+# Copyright 2026 The face_id_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Face embedding with onnxruntime, preprocessing read from the model file's metadata."""
+
+import hashlib
+import os
+
+from face_id_ros.core.errors import ModelError
+from face_id_ros.core.model_metadata import METADATA_KEY, ModelMetadata
+import numpy as np
+import onnxruntime
+
+
+def model_fingerprint(path):
+    """Return the SHA-256 of the model file: galleries record it to refuse other models."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as stream:
+        for block in iter(lambda: stream.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class OnnxEmbedder:
+    """Embeds aligned face crops (BGR uint8) in one batch; returns L2-normalised rows."""
+
+    def __init__(self, path, threads=1, flip_sum=False):
+        """Open the model, read and validate its ``face_id`` metadata; raise ModelError."""
+        path = os.path.expanduser(str(path))
+        if not os.path.isfile(path):
+            raise ModelError(f'embedder model not found: {path}')
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = onnxruntime.InferenceSession(
+                path, options, providers=['CPUExecutionProvider'])
+        except Exception as error:  # onnxruntime raises several private types
+            raise ModelError(f'cannot load embedder {path}: {error}')
+        stored = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if stored is None:
+            raise ModelError(
+                f'{path} has no {METADATA_KEY!r} metadata (input size, channel order, '
+                'normalisation, template); add it with `face-id model stamp`')
+        self.metadata = ModelMetadata.from_json(stored, source=path)
+        self.path = path
+        self.fingerprint = model_fingerprint(path)
+        self.flip_sum = flip_sum
+        model_input = self._session.get_inputs()[0]
+        self._input_name = model_input.name
+        # Some third-party exports fix the batch at 1: run those one face at a time.
+        self._fixed_single_batch = model_input.shape[0] == 1
+        channels = [2, 1, 0] if self.metadata.channel_order == 'RGB' else [0, 1, 2]
+        self._channels = np.array(channels)
+        self._mean = np.asarray(self.metadata.mean, np.float32)
+        self._inverse_std = 1.0 / np.asarray(self.metadata.std, np.float32)
+
+    @property
+    def embedding_size(self):
+        """Length of one embedding."""
+        return int(self.metadata.embedding_size)
+
+    @property
+    def input_size(self):
+        """Crop size ``(width, height)`` the model expects."""
+        return tuple(int(side) for side in self.metadata.input_size)
+
+    def embed(self, crops):
+        """Embed a batch of aligned BGR crops ``(N, H, W, 3)``; return ``(N, D)`` float32."""
+        crops = np.asarray(crops)
+        if crops.ndim != 4 or crops.shape[0] == 0:
+            return np.zeros((0, self.embedding_size), np.float32)
+        width, height = self.input_size
+        if crops.shape[1:] != (height, width, 3):
+            raise ModelError(f'crops have shape {crops.shape[1:]}, the model wants '
+                             f'{(height, width, 3)}')
+        batch = self._prepare(crops)
+        if self.flip_sum:
+            batch = np.concatenate([batch, batch[..., ::-1] if self._nchw else
+                                    batch[:, :, ::-1]])
+        output = self._run(batch)
+        if self.flip_sum:
+            output = output[:len(crops)] + output[len(crops):]
+        if output.shape[1] != self.embedding_size:
+            raise ModelError(f'model gave {output.shape[1]}-d embeddings, its metadata says '
+                             f'{self.embedding_size}')
+        norms = np.linalg.norm(output, axis=1, keepdims=True)
+        return output / np.maximum(norms, 1e-12)
+
+    def _run(self, batch):
+        if self._fixed_single_batch:
+            rows = [self._session.run(None, {self._input_name: batch[index:index + 1]})[0]
+                    for index in range(len(batch))]
+            output = np.concatenate(rows)
+        else:
+            output = self._session.run(None, {self._input_name: batch})[0]
+        return output.reshape(len(batch), -1).astype(np.float32)
+
+    @property
+    def _nchw(self):
+        return self.metadata.layout == 'NCHW'
+
+    def _prepare(self, crops):
+        batch = (crops[..., self._channels].astype(np.float32) - self._mean) * self._inverse_std
+        if self._nchw:
+            batch = batch.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(batch)

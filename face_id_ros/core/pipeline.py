@@ -1,0 +1,110 @@
+# Copyright 2026 The face_id_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The one pipeline every entry point uses: frame in, per-face identities out."""
+
+from dataclasses import dataclass, field
+import time
+
+from face_id_ros.core.alignment import align_face, detector_template
+from face_id_ros.core.detection import make_detector
+from face_id_ros.core.embedding import OnnxEmbedder
+from face_id_ros.core.gallery import GallerySnapshot
+from face_id_ros.core.matching import match
+from face_id_ros.core.tracking import FaceTracker
+from face_id_ros.resources import default_model_path
+import numpy as np
+
+
+@dataclass
+class FaceBatch:
+    """The faces of one frame: detections, aligned crops and embeddings, in one order."""
+
+    faces: list
+    crops: np.ndarray
+    embeddings: np.ndarray
+    timings_ms: dict = field(default_factory=dict)
+
+
+@dataclass
+class FrameResult:
+    """What the pipeline concluded about one frame; ``faces`` are ``TrackedFace`` objects."""
+
+    stamp: float
+    faces: list
+    boxes: list
+    timings_ms: dict
+    gallery_revision: int
+
+
+class Pipeline:
+    """Detect, align, embed, match and track the faces of one camera stream."""
+
+    def __init__(self, config, snapshot=None):
+        """
+        Load the detector and embedder that ``config`` names.
+
+        Raises ModelError or ConfigError with the reason when a stage cannot start.
+        """
+        self.config = config
+        self.detector = make_detector(config.detector)
+        self.embedder = OnnxEmbedder(config.embedder.model or default_model_path(),
+                                     config.embedder.threads, config.embedder.flip_sum)
+        self.template = detector_template(self.detector.landmark_set,
+                                          self.embedder.metadata.template)
+        threshold = config.matcher.threshold
+        recommended = self.embedder.metadata.cosine_threshold
+        self.threshold = threshold if threshold >= -1.0 else recommended
+        self.tracker = FaceTracker(config.tracker)
+        self.snapshot = snapshot or GallerySnapshot.empty(self.embedder.embedding_size)
+
+    def set_gallery(self, snapshot):
+        """Swap in a new gallery snapshot; a frame uses the old or the new one, never a mix."""
+        self.snapshot = snapshot
+
+    def describe(self, image):
+        """Detect, align and embed every face of a BGR frame (no matching, no tracking)."""
+        timings = {}
+        started = time.perf_counter()
+        faces = self.detector.detect(image)
+        timings['detect'] = _elapsed_ms(started)
+        started = time.perf_counter()
+        crops = self.align(image, [face.landmarks for face in faces])
+        timings['align'] = _elapsed_ms(started)
+        started = time.perf_counter()
+        embeddings = self.embedder.embed(crops)
+        timings['embed'] = _elapsed_ms(started)
+        return FaceBatch(faces, crops, embeddings, timings)
+
+    def align(self, image, landmark_sets):
+        """Return the aligned crops ``(N, H, W, 3)`` for the detector's landmark sets."""
+        width, height = self.embedder.input_size
+        crops = [align_face(image, landmarks, self.template, (width, height))
+                 for landmarks in landmark_sets]
+        return np.stack(crops) if crops else np.zeros((0, height, width, 3), np.uint8)
+
+    def process(self, image, stamp):
+        """Run every stage on one frame with its stamp (seconds); return a FrameResult."""
+        snapshot = self.snapshot
+        batch = self.describe(image)
+        started = time.perf_counter()
+        matches = match(batch.embeddings, snapshot, self.config.matcher, self.threshold)
+        boxes = np.array([face.box for face in batch.faces], np.float32).reshape(-1, 4)
+        tracked = self.tracker.update(stamp, boxes, matches)
+        batch.timings_ms['match'] = _elapsed_ms(started)
+        return FrameResult(stamp, tracked, list(boxes), batch.timings_ms, snapshot.revision)
+
+
+def _elapsed_ms(started):
+    return (time.perf_counter() - started) * 1000.0
