@@ -18,14 +18,13 @@ import math
 from pathlib import Path
 
 import cv2
-import numpy as np
-import pytest
-
 from face_id_ros import plots
 from face_id_ros.core.errors import FaceIdError
 from face_id_ros.core.evaluation import (
     identification_report, kfold_verification, pair_scores, read_lfw_pairs, roc_curve,
     tar_at_far)
+import numpy as np
+import pytest
 
 LFW_DIR = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'eval' / 'lfw'
 

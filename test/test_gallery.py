@@ -17,12 +17,11 @@
 from contextlib import closing
 import sqlite3
 
-import numpy as np
-import pytest
-
 from face_id_ros.core.config import GalleryConfig
 from face_id_ros.core.errors import GalleryError
 from face_id_ros.core.gallery import Gallery
+import numpy as np
+import pytest
 
 SIZE = 16
 MODEL = 'pruned-mnv2/1.0/sha256:1f2e'
@@ -232,7 +231,7 @@ def test_exception_inside_a_write_leaves_the_old_revision(gallery, path):
 
 def test_database_failure_halfway_through_a_write_changes_nothing(gallery, path):
     enrol(gallery, 'P-0001', seed=1)
-    raw_sql(path, "CREATE TRIGGER fail_late BEFORE INSERT ON templates "
+    raw_sql(path, 'CREATE TRIGGER fail_late BEFORE INSERT ON templates '
                   "WHEN NEW.source = 'third.jpg' BEGIN SELECT RAISE(ABORT, 'disk full'); END")
     with pytest.raises(GalleryError, match='disk full'):
         gallery.add_templates('P-0002', patient_embeddings(2, 3),

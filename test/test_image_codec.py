@@ -18,15 +18,14 @@ import array
 from types import SimpleNamespace
 
 import cv2
-from matplotlib import cbook
-import numpy as np
-import pytest
-from rosbags.typesys import get_typestore, Stores
-
 from face_id_ros.core import image_codec
 from face_id_ros.core.errors import ImageDecodeError
 from face_id_ros.core.image_codec import (
     decode_any, decode_compressed_image, decode_image, encode_compressed, encode_image)
+from matplotlib import cbook
+import numpy as np
+import pytest
+from rosbags.typesys import get_typestore, Stores
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 Image = TYPESTORE.types['sensor_msgs/msg/Image']
@@ -193,8 +192,8 @@ def test_grey_png_decodes_to_three_channels(face):
 
 
 def valid_raw(**changes):
-    fields = dict(height=4, width=6, encoding='bgr8', is_bigendian=0, step=18,
-                  data=bytes(72))
+    fields = {'height': 4, 'width': 6, 'encoding': 'bgr8', 'is_bigendian': 0, 'step': 18,
+              'data': bytes(72)}
     fields.update(changes)
     return SimpleNamespace(**fields)
 

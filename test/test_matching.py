@@ -14,13 +14,12 @@
 
 """Open-set matching: strangers and ambiguous faces are unknown, never the nearest patient."""
 
-import numpy as np
-import pytest
-
 from face_id_ros.core.config import MatcherConfig
 from face_id_ros.core.errors import ConfigError, GalleryError
 from face_id_ros.core.gallery import Gallery, GallerySnapshot
 from face_id_ros.core.matching import match, UNKNOWN
+import numpy as np
+import pytest
 
 SIZE = 64
 MODEL = 'test-model/1'

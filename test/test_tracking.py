@@ -14,13 +14,12 @@
 
 """Face tracks and the temporal policy: only agreeing, fresh, unambiguous evidence confirms."""
 
-import numpy as np
-import pytest
-
 from face_id_ros.core.config import TrackerConfig
 from face_id_ros.core.errors import ConfigError
 from face_id_ros.core.matching import Candidate, FaceMatch, UNKNOWN
 from face_id_ros.core.tracking import CONFIRMED, FaceTracker, PENDING
+import numpy as np
+import pytest
 
 FRAME_S = 1.0 / 30.0
 CONFIG = TrackerConfig(iou_threshold=0.3, window=5, confirm_frames=3, max_gap_s=0.5)

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""One config object per stage, built from one YAML file and validated at start-up.
+"""
+One config object per stage, built from one YAML file and validated at start-up.
 
 Every field carries its description and its allowed range or choices, so the YAML loader,
 the command-line tool and the ROS node's parameter declarations share one source of truth.
@@ -21,9 +22,8 @@ the command-line tool and the ROS node's parameter declarations share one source
 from dataclasses import dataclass, field, fields
 import os
 
-import yaml
-
 from face_id_ros.core.errors import ConfigError
+import yaml
 
 
 def setting(default, doc, low=None, high=None, choices=None):
@@ -62,7 +62,7 @@ class MatcherConfig:
     """Open-set matching against the gallery (cosine similarity)."""
 
     threshold: float = setting(
-        -2.0, 'Cosine similarity a match needs; below -1 means the model\'s recommendation.',
+        -2.0, 'Cosine similarity a match needs; below -1: use the model recommendation.',
         -2.0, 1.0)
     margin: float = setting(0.05, 'Lead the best patient needs over the runner-up.', 0.0, 2.0)
     top_k: int = setting(3, 'Candidates reported per face.', 1, 50)

@@ -24,9 +24,8 @@ applies its similarity threshold.
 import os
 from typing import NamedTuple
 
-import numpy as np
-
 from face_id_ros.core.errors import FaceIdError
+import numpy as np
 
 LFW_IMAGE_NAME = '{name}/{name}_{index:04d}.jpg'
 

@@ -32,10 +32,9 @@ import sqlite3
 import threading
 import time
 
-import numpy as np
-
 from face_id_ros.core.config import GalleryConfig
 from face_id_ros.core.errors import GalleryError
+import numpy as np
 
 SCHEMA_VERSION = 1
 DEFAULT_ID_PATTERN = GalleryConfig.id_pattern
@@ -126,7 +125,7 @@ class Gallery:
         self.store_images = store_images
 
     @classmethod
-    def open(cls, path, model_fingerprint, embedding_size, create=True,
+    def open(cls, path, model_fingerprint, embedding_size, create=True,  # noqa: A003
              id_pattern=DEFAULT_ID_PATTERN, store_images=False):
         """
         Open (or create) the gallery at ``path`` for one model; raise GalleryError.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Turn sensor_msgs/Image and CompressedImage messages into BGR pictures, and back.
+"""
+Turn sensor_msgs/Image and CompressedImage messages into BGR pictures, and back.
 
 Messages are duck-typed (rclpy, rosbags or anything with the same attributes), so this module
 needs no ROS. Every malformed message raises ImageDecodeError with the reason; sizes are checked
@@ -23,9 +24,8 @@ import array
 import operator
 
 import cv2
-import numpy as np
-
 from face_id_ros.core.errors import ImageDecodeError
+import numpy as np
 
 # Largest picture accepted, in pixels; anything bigger is a corrupt or hostile header.
 MAX_PIXELS = 8192 * 8192

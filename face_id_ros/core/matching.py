@@ -22,9 +22,8 @@ otherwise it is ``unknown``: an unenrolled person is never the nearest patient.
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from face_id_ros.core.errors import ConfigError, GalleryError
+import numpy as np
 
 UNKNOWN = 'unknown'
 

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The model-file contract: what an embedder ONNX says about how to use it.
+"""
+The model-file contract: what an embedder ONNX says about how to use it.
 
 The training export writes these keys into the ONNX ``metadata_props``; the runtime reads
 them back (onnxruntime's ``custom_metadata_map``), so nothing about preprocessing is
@@ -41,7 +42,8 @@ ARCFACE_TEMPLATE_112 = (
 
 @dataclass(frozen=True)
 class ModelMetadata:
-    """How to feed an embedder and read its output; stored as JSON under one ONNX key.
+    """
+    How to feed an embedder and read its output; stored as JSON under one ONNX key.
 
     ``mean`` and ``std`` are per channel, in 0-255 pixel units, in ``channel_order``:
     the network sees ``(pixel - mean) / std``. ``template`` holds the 5 ArcFace landmark
@@ -60,7 +62,7 @@ class ModelMetadata:
     template: tuple = ARCFACE_TEMPLATE_112
     cosine_threshold: float = 0.5
     training_data: str = ''
-    license: str = ''
+    licence: str = ''
     extra: dict = field(default_factory=dict)
 
     def to_json(self):

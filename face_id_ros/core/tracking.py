@@ -25,10 +25,9 @@ from collections import deque
 from dataclasses import dataclass
 import itertools
 
-import numpy as np
-
 from face_id_ros.core.errors import ConfigError
 from face_id_ros.core.matching import UNKNOWN
+import numpy as np
 
 CONFIRMED = 'confirmed'
 PENDING = 'pending'

@@ -1,0 +1,397 @@
+# Copyright 2026 The face_id_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""``face-id``: enrol, administer the gallery, identify, evaluate and benchmark, without ROS."""
+
+import argparse
+import json
+import os
+from pathlib import Path
+import sys
+
+from face_id_ros.core.config import PipelineConfig
+from face_id_ros.core.errors import EnrolmentRejected, FaceIdError
+from face_id_ros.resources import package_share_file
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
+
+
+def main(argv=None):
+    """Run the ``face-id`` command line; return the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except FaceIdError as error:
+        print(f'face-id: error: {error}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser():
+    """Build the argument parser with one sub-command per job."""
+    parser = argparse.ArgumentParser(prog='face-id', description=__doc__)
+    commands = parser.add_subparsers(dest='command', required=True)
+    _add_enroll(commands)
+    _add_gallery(commands)
+    _add_identify(commands)
+    _add_model(commands)
+    _add_demo(commands)
+    from face_id_ros import benchmarks
+    benchmarks.add_commands(commands, add_common_options)
+    return parser
+
+
+def add_common_options(parser, gallery=True):
+    """Add the options every pipeline command shares: config file, model, detector, gallery."""
+    parser.add_argument('--config', help='YAML config (default: the shipped config/face_id.yaml)')
+    parser.add_argument('--model', help='embedder ONNX (default: the shipped model)')
+    parser.add_argument('--detector', choices=('blazeface', 'yunet'), help='detector backend')
+    parser.add_argument('--yunet-model', help='YuNet ONNX path (with --detector yunet)')
+    parser.add_argument('--threads', type=int, help='onnxruntime threads')
+    if gallery:
+        parser.add_argument('--gallery', help='SQLite gallery file (default: from the config)')
+
+
+def load_config(args):
+    """Read the config file and apply the command-line overrides."""
+    path = args.config or package_share_file('config/face_id.yaml')
+    config = PipelineConfig.from_yaml(path)
+    overrides = {
+        'detector': {'backend': args.detector, 'yunet_model': args.yunet_model},
+        'embedder': {'model': args.model, 'threads': args.threads},
+        'gallery': {'path': getattr(args, 'gallery', None)},
+    }
+    overrides = {stage: {key: value for key, value in values.items() if value is not None}
+                 for stage, values in overrides.items()}
+    return config.replace(**overrides)
+
+
+def open_pipeline(args, create_gallery=False):
+    """Build the pipeline and open its gallery (refused if made by another model)."""
+    from face_id_ros.core.gallery import Gallery
+    from face_id_ros.core.pipeline import Pipeline
+    config = load_config(args)
+    pipeline = Pipeline(config)
+    gallery = Gallery.from_config(config.gallery, pipeline.embedder.fingerprint,
+                                  pipeline.embedder.embedding_size, create=create_gallery)
+    pipeline.set_gallery(gallery.snapshot())
+    return pipeline, gallery
+
+
+def image_files(paths):
+    """Expand files and folders into a sorted list of image files."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(item for item in path.rglob('*')
+                            if item.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise FaceIdError(f'no such file or folder: {path}')
+    return found
+
+
+def read_image(path):
+    """Read an image file as BGR; raise FaceIdError if it is not a readable picture."""
+    import cv2
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FaceIdError(f'cannot read image {path}')
+    return image
+
+
+# enroll ---------------------------------------------------------------------------------
+
+def _add_enroll(commands):
+    parser = commands.add_parser(
+        'enroll', help='enrol patients from a folder with one sub-folder of photos per id')
+    parser.add_argument('folder', help='folder holding <patient id>/<photos>')
+    parser.add_argument('--patient-id', help='enrol only this sub-folder')
+    add_common_options(parser)
+    parser.set_defaults(handler=run_enroll)
+
+
+def run_enroll(args):
+    """Enrol every accepted photo; report each rejected photo with its reason."""
+    from tqdm import tqdm
+    root = Path(args.folder)
+    folders = sorted(path for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
+    if args.patient_id:
+        folders = [path for path in folders if path.name == args.patient_id]
+    if not folders:
+        raise FaceIdError(f'{root} holds no patient sub-folders to enrol')
+    pipeline, gallery = open_pipeline(args, create_gallery=True)
+    quality_config = pipeline.config.quality
+    rejected = 0
+    for folder in folders:
+        samples, sources = [], []
+        for photo in tqdm(image_files([folder]), desc=folder.name, unit='photo',
+                          leave=False):
+            try:
+                samples.append(assess(read_image(photo), pipeline, quality_config))
+                sources.append(str(photo))
+            except (EnrolmentRejected, FaceIdError) as error:
+                rejected += 1
+                print(f'rejected {photo}: {error}')
+        if not samples:
+            print(f'{folder.name}: no photo accepted, not enrolled')
+            continue
+        images = [sample.crop for sample in samples] if pipeline.config.gallery.store_images \
+            else None
+        gallery.add_templates(folder.name, [sample.embedding for sample in samples], sources,
+                              [sample.quality for sample in samples], images=images)
+        print(f'{folder.name}: enrolled {len(samples)} photo(s)')
+    print(f'gallery {gallery.path}: revision {gallery.revision}, '
+          f'{len(gallery.patient_ids())} patient(s); {rejected} photo(s) rejected')
+    return 0
+
+
+def assess(image, pipeline, quality_config):
+    """Run the enrolment quality gate on one photo."""
+    from face_id_ros.core.quality import assess_photo
+    return assess_photo(image, pipeline, quality_config)
+
+
+# gallery ----------------------------------------------------------------------------------
+
+def _add_gallery(commands):
+    parser = commands.add_parser('gallery', help='list, inspect or edit the gallery')
+    actions = parser.add_subparsers(dest='action', required=True)
+    for name, help_text in (('list', 'list enrolled patients'),
+                            ('info', 'show model fingerprint, revision and counts'),
+                            ('remove', 'remove a patient and all their templates')):
+        action = actions.add_parser(name, help=help_text)
+        if name == 'remove':
+            action.add_argument('patient_id')
+        add_common_options(action)
+        action.set_defaults(handler=run_gallery)
+
+
+def run_gallery(args):
+    """List, describe or edit the gallery."""
+    _, gallery = open_pipeline(args)
+    if args.action == 'info':
+        print(json.dumps(gallery.info(), indent=2, default=str))
+    elif args.action == 'list':
+        for record in gallery.list_patients():
+            print(f'{record.patient_id}\t{record.template_count} template(s)')
+    else:
+        gallery.remove_patient(args.patient_id)
+        print(f'removed {args.patient_id}; revision {gallery.revision}')
+    return 0
+
+
+# identify ---------------------------------------------------------------------------------
+
+def _add_identify(commands):
+    parser = commands.add_parser(
+        'identify', help='identify the faces in images or a video file')
+    parser.add_argument('inputs', nargs='+', help='image files, folders or one video file')
+    parser.add_argument('--annotate', help='folder (images) or file (video) for annotated copies')
+    parser.add_argument('--fps', type=float, default=15.0,
+                        help='frame rate assumed for image sequences treated as video')
+    add_common_options(parser)
+    parser.set_defaults(handler=run_identify)
+
+
+def run_identify(args):
+    """Print one JSON line per frame: every face with its status, patient and candidates."""
+    from face_id_ros.core.annotate import draw_results
+    pipeline, _ = open_pipeline(args)
+    writer = None
+    for index, (name, frame, stamp) in enumerate(iter_frames(args.inputs, args.fps)):
+        result = pipeline.process(frame, stamp)
+        print(json.dumps(frame_record(name, result)))
+        if args.annotate:
+            writer = write_annotated(args.annotate, name, draw_results(frame, result), writer,
+                                     args.fps, video=len(args.inputs) == 1 and
+                                     Path(args.inputs[0]).suffix.lower() not in IMAGE_SUFFIXES
+                                     and not Path(args.inputs[0]).is_dir())
+    if writer is not None:
+        writer.release()
+    return 0
+
+
+def iter_frames(inputs, fps):
+    """Yield (name, BGR frame, stamp in seconds) from one video file or from images."""
+    import cv2
+    first = Path(inputs[0])
+    if len(inputs) == 1 and first.is_file() and first.suffix.lower() not in IMAGE_SUFFIXES:
+        capture = cv2.VideoCapture(str(first))
+        if not capture.isOpened():
+            raise FaceIdError(f'cannot open video {first}')
+        index = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            stamp = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 or index / fps
+            yield f'{first.name}#{index}', frame, stamp
+            index += 1
+        capture.release()
+        return
+    for index, path in enumerate(image_files(inputs)):
+        yield str(path), read_image(path), index / fps
+
+
+def frame_record(name, result):
+    """Return a JSON-ready summary of one frame's result."""
+    faces = []
+    for face, box in zip(result.faces, result.boxes):
+        faces.append({
+            'track': face.track_id,
+            'status': face.status,
+            'patient_id': face.patient_id,
+            'box': [round(float(value), 1) for value in box],
+            'candidates': [{'patient_id': candidate.patient_id,
+                            'score': round(candidate.score, 4)}
+                           for candidate in face.candidates],
+        })
+    return {'frame': name, 'stamp': round(result.stamp, 3), 'faces': faces,
+            'gallery_revision': result.gallery_revision}
+
+
+def write_annotated(target, name, image, writer, fps, video):
+    """Write one annotated frame to a video writer or into a folder of images."""
+    import cv2
+    if video:
+        if writer is None:
+            height, width = image.shape[:2]
+            writer = cv2.VideoWriter(target, cv2.VideoWriter_fourcc(*'mp4v'), fps,
+                                     (width, height))
+        writer.write(image)
+        return writer
+    os.makedirs(target, exist_ok=True)
+    cv2.imwrite(os.path.join(target, Path(name).stem + '_annotated.jpg'), image)
+    return None
+
+
+# model --------------------------------------------------------------------------------------
+
+def _add_model(commands):
+    parser = commands.add_parser('model', help='inspect a model or stamp metadata into one')
+    actions = parser.add_subparsers(dest='action', required=True)
+    show = actions.add_parser('info', help="print a model's face_id metadata and fingerprint")
+    show.add_argument('model', nargs='?', help='ONNX file (default: the shipped model)')
+    show.set_defaults(handler=run_model_info)
+    stamp = actions.add_parser(
+        'stamp', help='write face_id metadata into a third-party ArcFace-style ONNX')
+    stamp.add_argument('source')
+    stamp.add_argument('target')
+    stamp.add_argument('--name', required=True)
+    stamp.add_argument('--version', required=True)
+    stamp.add_argument('--embedding-size', type=int, required=True)
+    stamp.add_argument('--channel-order', choices=('RGB', 'BGR'), default='RGB')
+    stamp.add_argument('--mean', type=float, nargs=3, default=(127.5, 127.5, 127.5),
+                       help='per-channel mean in 0-255 units, in channel order')
+    stamp.add_argument('--std', type=float, nargs=3, default=(127.5, 127.5, 127.5))
+    stamp.add_argument('--input-size', type=int, nargs=2, default=(112, 112),
+                       metavar=('WIDTH', 'HEIGHT'))
+    stamp.add_argument('--cosine-threshold', type=float, required=True)
+    stamp.add_argument('--training-data', default='')
+    stamp.add_argument('--licence', default='')
+    stamp.set_defaults(handler=run_model_stamp)
+
+
+def run_model_info(args):
+    """Print the metadata the runtime reads from a model file."""
+    from face_id_ros.core.embedding import OnnxEmbedder
+    from face_id_ros.resources import default_model_path
+    embedder = OnnxEmbedder(args.model or default_model_path())
+    print(json.dumps({'path': embedder.path, 'fingerprint': embedder.fingerprint,
+                      'metadata': json.loads(embedder.metadata.to_json())}, indent=2))
+    return 0
+
+
+def run_model_stamp(args):
+    """Copy an ONNX model with the face_id metadata added (needs the ``onnx`` package)."""
+    try:
+        import onnx
+    except ImportError:
+        raise FaceIdError('`face-id model stamp` needs the onnx package: pip install onnx')
+    from face_id_ros.core.model_metadata import attach_metadata, ModelMetadata
+    metadata = ModelMetadata(
+        name=args.name, version=args.version, embedding_size=args.embedding_size,
+        input_size=tuple(args.input_size), channel_order=args.channel_order,
+        mean=tuple(args.mean), std=tuple(args.std), cosine_threshold=args.cosine_threshold,
+        training_data=args.training_data, licence=args.licence)
+    try:
+        model = onnx.load(args.source)
+    except Exception as error:  # onnx raises protobuf and OS errors alike
+        raise FaceIdError(f'cannot read ONNX model {args.source}: {error}')
+    onnx.save(attach_metadata(model, metadata), args.target)
+    print(f'wrote {args.target} with face_id metadata ({metadata.name} {metadata.version})')
+    return 0
+
+
+# demo ---------------------------------------------------------------------------------------
+
+def _add_demo(commands):
+    parser = commands.add_parser(
+        'demo', help='enrol the sample portrait and identify it in a moving clip')
+    parser.add_argument('--frames', type=int, default=30, help='clip length at 15 frames/s')
+    parser.add_argument('--out', help='folder for the demo gallery and annotated frames')
+    add_common_options(parser, gallery=False)
+    parser.set_defaults(handler=run_demo)
+
+
+def run_demo(args):
+    """
+    Run the whole job on the embedded defaults and the sample portrait.
+
+    Enrols matplotlib's Grace Hopper portrait as patient P-0001 through the quality gate,
+    then identifies her in a clip where she moves, grows and changes lighting.
+    """
+    import tempfile
+    from face_id_ros.core.annotate import draw_results
+    from face_id_ros.core.gallery import Gallery
+    from face_id_ros.core.pipeline import Pipeline
+    from face_id_ros.core.quality import assess_photo
+    from face_id_ros.samples import compose_frame, sample_portrait
+    out = Path(args.out or tempfile.mkdtemp(prefix='face_id_demo_'))
+    out.mkdir(parents=True, exist_ok=True)
+    config = load_config(args).replace(gallery={'path': str(out / 'gallery.db')})
+    pipeline = Pipeline(config)
+    portrait = sample_portrait()
+    sample = assess_photo(portrait, pipeline, config.quality)
+    with Gallery.from_config(config.gallery, pipeline.embedder.fingerprint,
+                             pipeline.embedder.embedding_size) as gallery:
+        gallery.add_templates('P-0001', [sample.embedding], ['grace_hopper.jpg'],
+                              [sample.quality])
+        pipeline.set_gallery(gallery.snapshot())
+    print(f'enrolled P-0001 from the sample portrait (quality {sample.quality:.2f}); '
+          f'model {pipeline.embedder.metadata.name} {pipeline.embedder.metadata.version}, '
+          f'threshold {pipeline.threshold:.3f}')
+    first_confirmed = None
+    for index in range(args.frames):
+        phase = index / max(args.frames - 1, 1)
+        frame = compose_frame(portrait, (640, 480), [(220 + 200 * phase, 250)],
+                              face_width=260 + 80 * phase, brightness=0.7 + 0.5 * phase)
+        result = pipeline.process(frame, index / 15.0)
+        record = frame_record(f'frame {index}', result)
+        print(json.dumps(record))
+        confirmed = [face for face in result.faces if face.status == 'confirmed']
+        if confirmed and first_confirmed is None:
+            first_confirmed = index
+            import cv2
+            cv2.imwrite(str(out / 'confirmed.jpg'), draw_results(frame, result))
+    if first_confirmed is None:
+        print('P-0001 was never confirmed: check the model and thresholds')
+        return 1
+    print(f'P-0001 confirmed at frame {first_confirmed} ({first_confirmed / 15.0:.2f} s); '
+          f'annotated frame and gallery in {out}/')
+    return 0
