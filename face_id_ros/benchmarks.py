@@ -47,6 +47,16 @@ def add_commands(commands, add_common_options):
     add_common_options(parser, gallery=False)
     parser.set_defaults(handler=run_eval_openset)
 
+    parser = commands.add_parser(
+        'calibrate-landmarks',
+        help='where the detector puts its landmarks on faces already aligned to the template')
+    parser.add_argument('faces', help='folder of aligned face canvases (searched recursively)')
+    parser.add_argument('--margin', type=int, default=8,
+                        help='pixels between the canvas edge and the 112x112 ArcFace crop')
+    parser.add_argument('--limit', type=int, default=1500, help='use every n-th photo, at most')
+    add_common_options(parser, gallery=False)
+    parser.set_defaults(handler=run_calibrate_landmarks)
+
     parser = commands.add_parser('bench', help='per-stage latency, frame rate and memory')
     parser.add_argument('--size', default='640x480', help='frame size WIDTHxHEIGHT')
     parser.add_argument('--faces', type=int, default=1, help='faces per frame')
@@ -228,6 +238,42 @@ def _print_openset_report(report):
         print(f'  {row["threshold"]:9.2f}  {100 * row["rank1_rate"]:6.2f}%  '
               f'{row["wrong_patient"]:5d}  {row["stranger_accepted"]:5d} '
               f'({100 * row["stranger_acceptance_rate"]:.3f}%)')
+
+
+def run_calibrate_landmarks(args):
+    """
+    Print the median landmark positions, in ArcFace-112 pixels, over aligned training faces.
+
+    The training faces were aligned by YuNet's 5 points; BlazeFace's 4 points land elsewhere
+    on them (its nose point is lower), and these medians become its alignment template.
+    """
+    import cv2
+    from tqdm import tqdm
+    from face_id_ros.cli import image_files, read_image
+    from face_id_ros.core.config import DetectorConfig
+    from face_id_ros.core.detection import make_detector
+    from face_id_ros.core.model_metadata import ARCFACE_TEMPLATE_112
+    paths = image_files([args.faces])
+    paths = paths[::max(1, len(paths) // args.limit)][:args.limit]
+    detector = make_detector(DetectorConfig(backend=args.detector or 'blazeface',
+                                            yunet_model=args.yunet_model or '',
+                                            min_score=0.5, min_face_size=16))
+    pad = 64  # context around the tight canvas, as a camera frame would have
+    found = []
+    for path in tqdm(paths, desc='detect', unit='face'):
+        canvas = cv2.copyMakeBorder(read_image(path), pad, pad, pad, pad,
+                                    cv2.BORDER_REPLICATE)
+        faces = detector.detect(canvas)
+        if faces:
+            found.append(faces[0].landmarks - pad - args.margin)
+    if not found:
+        raise FaceIdError(f'no face found in {args.faces}')
+    median = np.median(np.array(found), axis=0)
+    print(f'{len(found)} of {len(paths)} faces detected; median landmarks in ArcFace-112 '
+          f'pixels (template for comparison: {np.round(ARCFACE_TEMPLATE_112, 2).tolist()}):')
+    for x, y in median:
+        print(f'    ({x:.2f}, {y:.2f}),')
+    return 0
 
 
 def run_bench(args):

@@ -21,8 +21,8 @@ from face_id_ros.core.model_metadata import ARCFACE_TEMPLATE_112
 import numpy as np
 
 # Where BlazeFace puts its 4 keypoints on faces aligned to the ArcFace 112 template: the
-# median over 1,499 CelebA training faces aligned by YuNet (see docs/alignment.md). Its nose
-# and eye points sit lower than the ArcFace ones, so the naive 4-point template is biased.
+# median over 1,499 CelebA training faces aligned by YuNet, from `face-id calibrate-landmarks
+# ../shared/data/train/celeba299`. Its nose and eye points sit lower than the ArcFace ones.
 BLAZEFACE_POINTS_IN_ARCFACE_112 = (
     (38.73, 53.82),
     (74.79, 54.18),

@@ -20,8 +20,10 @@ BlazeFace comes bundled with mediapipe 0.10.21 and runs offline; YuNet needs a m
 that the user supplies (OpenCV Zoo's ``face_detection_yunet_2023mar.onnx``).
 """
 
+import contextlib
 from dataclasses import dataclass
 import os
+import sys
 
 import cv2
 from face_id_ros.core.errors import ConfigError, ModelError
@@ -56,9 +58,11 @@ class BlazeFaceDetector:
         """Load the bundled model named by ``config.blazeface_range`` (short or full)."""
         from mediapipe.python.solutions import face_detection
         self._config = config
-        self._solution = face_detection.FaceDetection(
-            model_selection=0 if config.blazeface_range == 'short' else 1,
-            min_detection_confidence=config.min_score)
+        with _native_stderr_silenced():
+            self._solution = face_detection.FaceDetection(
+                model_selection=0 if config.blazeface_range == 'short' else 1,
+                min_detection_confidence=config.min_score)
+            self._solution.process(np.zeros((128, 128, 3), np.uint8))  # warm-up
 
     def detect(self, image):
         """Return the faces in a BGR frame, largest first, at most ``max_faces``."""
@@ -116,6 +120,20 @@ class YuNetDetector:
 
     def close(self):
         """Nothing to release; present for a uniform interface."""
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Hide the C++ start-up chatter of TFLite and absl (fd 2); Python errors still raise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, 'w') as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def select_faces(faces, config, width, height):

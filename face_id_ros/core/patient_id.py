@@ -1,0 +1,66 @@
+# Copyright 2026 The face_id_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The ``/patient_id`` contract as plain data, independent of any ROS message library.
+
+One ``PatientDetection`` per face. ``hypotheses[0]`` is the decision: a patient id only when
+the temporal policy confirmed it, else ``unknown`` or ``pending``; its score is the best
+candidate's, so the list stays sorted. The other candidates follow, best first, for logs.
+"""
+
+from dataclasses import dataclass
+
+UNKNOWN = 'unknown'
+PENDING = 'pending'
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A class id (patient id, ``unknown`` or ``pending``) and its score in [0, 1]."""
+
+    class_id: str
+    score: float
+
+
+@dataclass(frozen=True)
+class PatientDetection:
+    """One face: track id, box centre and size in source-image pixels, hypotheses."""
+
+    track_id: str
+    center_x: float
+    center_y: float
+    size_x: float
+    size_y: float
+    hypotheses: tuple
+
+
+def patient_detections(result):
+    """Turn a pipeline ``FrameResult`` into the faces of one ``/patient_id`` message."""
+    detections = []
+    for face, box in zip(result.faces, result.boxes):
+        x1, y1, x2, y2 = (float(value) for value in box)
+        candidates = tuple(Hypothesis(candidate.patient_id, float(candidate.score))
+                           for candidate in face.candidates)
+        best_score = candidates[0].score if candidates else 0.0
+        if face.status == 'confirmed':
+            decision = Hypothesis(face.patient_id, best_score)
+            others = tuple(item for item in candidates if item.class_id != face.patient_id)
+        else:
+            decision = Hypothesis(UNKNOWN if face.status == 'unknown' else PENDING,
+                                  best_score)
+            others = candidates
+        detections.append(PatientDetection(face.track_id, (x1 + x2) / 2.0, (y1 + y2) / 2.0,
+                                           x2 - x1, y2 - y1, (decision,) + others))
+    return detections
