@@ -49,8 +49,9 @@ def build_parser():
     _add_identify(commands)
     _add_model(commands)
     _add_demo(commands)
-    from face_id_ros import benchmarks
+    from face_id_ros import bag_eval, benchmarks
     benchmarks.add_commands(commands, add_common_options)
+    bag_eval.add_commands(commands, add_common_options)
     return parser
 
 
@@ -150,10 +151,9 @@ def run_enroll(args):
         if not samples:
             print(f'{folder.name}: no photo accepted, not enrolled')
             continue
-        images = [sample.crop for sample in samples] if pipeline.config.gallery.store_images \
-            else None
         gallery.add_templates(folder.name, [sample.embedding for sample in samples], sources,
-                              [sample.quality for sample in samples], images=images)
+                              [sample.quality for sample in samples],
+                              images=[sample.crop for sample in samples])
         print(f'{folder.name}: enrolled {len(samples)} photo(s)')
     print(f'gallery {gallery.path}: revision {gallery.revision}, '
           f'{len(gallery.patient_ids())} patient(s); {rejected} photo(s) rejected')

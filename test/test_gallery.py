@@ -17,6 +17,7 @@
 from contextlib import closing
 import sqlite3
 
+import cv2
 from face_id_ros.core.config import GalleryConfig
 from face_id_ros.core.errors import GalleryError
 from face_id_ros.core.gallery import Gallery
@@ -258,3 +259,16 @@ def test_face_images_are_kept_only_when_asked(path, store_images, stored):
         gallery.add_templates('P-0001', patient_embeddings(1, 2), ['a', 'b'], [0.9, 0.9],
                               images=[b'\x89PNG-a', b'\x89PNG-b'])
     assert raw_sql(path, 'SELECT COUNT(image) FROM templates') == stored
+
+
+def test_face_crops_are_stored_as_lossless_png(path):
+    crop = np.random.default_rng(3).integers(0, 256, (112, 112, 3), dtype=np.uint8)
+    with Gallery.open(path, MODEL, SIZE, store_images=True) as gallery:
+        gallery.add_templates('P-0001', patient_embeddings(1, 1), ['a.jpg'], [0.9],
+                              images=[crop])
+        with pytest.raises(GalleryError, match='BGR crops or encoded bytes'):
+            gallery.add_templates('P-0002', patient_embeddings(2, 1), ['b.jpg'], [0.9],
+                                  images=[np.zeros(5)])
+    blob = raw_sql(path, 'SELECT image FROM templates')
+    decoded = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(decoded, crop)

@@ -32,6 +32,7 @@ import sqlite3
 import threading
 import time
 
+import cv2
 from face_id_ros.core.config import GalleryConfig
 from face_id_ros.core.errors import GalleryError
 import numpy as np
@@ -412,10 +413,17 @@ class Gallery:
             raise GalleryError(f'{where}: template qualities must be finite numbers')
         if not self.store_images:
             return sources, qualities, [None] * count
-        if not all(image is None or isinstance(image, (bytes, bytearray, memoryview))
-                   for image in images):
-            raise GalleryError(f'{where}: images must be encoded bytes (e.g. PNG)')
-        return sources, qualities, images
+        return sources, qualities, [_encoded_png(image, where) for image in images]
+
+
+def _encoded_png(image, where):
+    """Return a face crop (BGR array) or already encoded bytes as bytes to store."""
+    if image is None or isinstance(image, (bytes, bytearray, memoryview)):
+        return image
+    ok, encoded = cv2.imencode('.png', np.asarray(image)) if np.ndim(image) == 3 else (False, None)
+    if not ok:
+        raise GalleryError(f'{where}: images must be BGR crops or encoded bytes')
+    return encoded.tobytes()
 
 
 def _table_names(db):
