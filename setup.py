@@ -86,6 +86,10 @@ setup(
     entry_points={
         'console_scripts': [
             'face-id = face_id_ros.cli:main',
+            # ROS 2 nodes (`ros2 run face_id_ros <name>`); they need rclpy.
+            'face_id_node = face_id_ros.nodes.face_id_node:main',
+            'enroll = face_id_ros.nodes.enroll_node:main',
+            'medication_gate = face_id_ros.nodes.medication_gate:main',
         ],
     },
 )

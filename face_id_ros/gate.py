@@ -1,0 +1,255 @@
+# Copyright 2026 The face_id_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The medication gate's decision: two independent identifiers must name the order's patient.
+
+A dose is granted only when the confirmed face identity (``/patient_id``), the patient on
+the medication order and a second, independent identifier (a wristband scan) all name the
+same patient, each fresh, with exactly one face in view, confirmed over several frames, and
+the model and gallery revision known. Anything else is denied with the first rule that
+failed (fail closed). Every decision carries its evidence for the audit log. No ROS here:
+the node feeds messages in and publishes the decisions.
+"""
+
+from collections import deque
+from dataclasses import asdict, dataclass, field
+import json
+
+from face_id_ros.core.config import setting
+from face_id_ros.core.patient_id import PENDING, UNKNOWN
+from face_id_ros.node_status import stamp_seconds
+
+GRANT = 'grant'
+DENY = 'deny'
+# Confirmed-frame stamps kept as evidence.
+EVIDENCE_FRAMES = 10
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """How fresh and how steady the evidence must be."""
+
+    face_max_age_s: float = setting(
+        1.0, 'Oldest /patient_id frame (by its image stamp) a decision may rely on.',
+        0.05, 30.0)
+    wristband_max_age_s: float = setting(
+        30.0, 'Oldest wristband scan a decision may rely on (scan again after this).',
+        1.0, 600.0)
+    order_max_age_s: float = setting(
+        600.0, 'Oldest medication order a decision may rely on.', 1.0, 86400.0)
+    min_confirmed_frames: int = setting(
+        2, 'Consecutive /patient_id frames that must show the same track confirmed as the '
+        'patient.', 1, 100)
+
+
+@dataclass(frozen=True)
+class FaceInView:
+    """One face of a /patient_id frame: track and hypotheses ((class id, score), ...)."""
+
+    track_id: str
+    hypotheses: tuple
+
+    @property
+    def class_id(self):
+        """Return the decision: a confirmed patient id, ``unknown`` or ``pending``."""
+        return self.hypotheses[0][0] if self.hypotheses else PENDING
+
+
+@dataclass(frozen=True)
+class FaceFrame:
+    """One /patient_id message: its image stamp (seconds) and the faces in view."""
+
+    stamp: float
+    faces: tuple
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A patient id read from a topic (order or wristband) and when it arrived (seconds)."""
+
+    patient_id: str
+    stamp: float
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model and gallery revision behind /patient_id (from /face_id/gallery_info)."""
+
+    method: str
+    gallery_location: str
+    gallery_revision: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A grant or a denial, the patient it is for, the reason and the evidence."""
+
+    decision: str
+    patient_id: str
+    reason: str
+    time: float
+    evidence: dict = field(default_factory=dict)
+
+    @property
+    def granted(self):
+        """Return True only for a grant."""
+        return self.decision == GRANT
+
+    def to_json(self):
+        """Return the decision as one JSON line for the audit log and the decision topic."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def face_frame_from_message(msg):
+    """Turn a vision_msgs/Detection2DArray (rclpy or rosbags) into a FaceFrame."""
+    faces = tuple(
+        FaceInView(detection.id, tuple((result.hypothesis.class_id,
+                                        float(result.hypothesis.score))
+                                       for result in detection.results))
+        for detection in msg.detections)
+    return FaceFrame(stamp_seconds(msg.header.stamp), faces)
+
+
+def model_info_from_message(msg):
+    """Turn a vision_msgs/VisionInfo into a ModelInfo."""
+    return ModelInfo(msg.method, msg.database_location, int(msg.database_version))
+
+
+class MedicationGate:
+    """Collect the evidence as it arrives and decide on request; not thread-safe."""
+
+    def __init__(self, config=None):
+        """Start with no evidence at all: every decision is a denial until it arrives."""
+        self.config = config or GateConfig()
+        self.order = None
+        self.wristband = None
+        self.model = None
+        self.frame = None
+        self._streak_key = None
+        self._streak_count = 0
+        self._streak_stamps = deque(maxlen=EVIDENCE_FRAMES)
+
+    def set_order(self, patient_id, stamp):
+        """Record the patient on the medication order; an empty id cancels the order."""
+        self.order = Reading(patient_id.strip(), stamp) if patient_id.strip() else None
+
+    def scan_wristband(self, patient_id, stamp):
+        """Record the patient id read from a wristband."""
+        self.wristband = Reading(patient_id.strip(), stamp)
+
+    def set_model(self, model_info):
+        """Record the model and gallery revision that /patient_id comes from."""
+        self.model = model_info
+
+    def observe(self, frame):
+        """
+        Take one /patient_id frame; frames older than the newest seen are ignored.
+
+        Counts the consecutive frames in which one face, on one track, is confirmed as one
+        patient.
+        """
+        if self.frame is not None and frame.stamp <= self.frame.stamp:
+            return
+        self.frame = frame
+        key = None
+        if len(frame.faces) == 1 and _is_patient(frame.faces[0].class_id):
+            key = (frame.faces[0].track_id, frame.faces[0].class_id)
+        if key != self._streak_key:
+            self._streak_key, self._streak_count = key, 0
+            self._streak_stamps.clear()
+        if key is not None:
+            self._streak_count += 1
+            self._streak_stamps.append(frame.stamp)
+
+    def decide(self, now):
+        """Return the Decision for a dispense requested at ``now`` (seconds, node clock)."""
+        evidence = self._evidence(now)
+        patient_id = self.order.patient_id if self.order else ''
+        reason = self._first_failed_rule(now)
+        if reason is None:
+            return Decision(GRANT, patient_id, f'face, order and wristband agree on '
+                            f'{patient_id}', now, evidence)
+        return Decision(DENY, patient_id, reason, now, evidence)
+
+    def _first_failed_rule(self, now):
+        config = self.config
+        order, wristband, frame = self.order, self.wristband, self.frame
+        if order is None:
+            return 'no medication order'
+        if now - order.stamp > config.order_max_age_s:
+            return (f'the order is {now - order.stamp:.1f} s old '
+                    f'(max {config.order_max_age_s:g} s)')
+        if self.model is None:
+            return 'model and gallery revision unknown (no /face_id/gallery_info received)'
+        if frame is None:
+            return 'no /patient_id received: is face identification running?'
+        age = now - frame.stamp
+        if abs(age) > config.face_max_age_s:
+            return (f'the newest /patient_id frame is {age:.2f} s old '
+                    f'(max {config.face_max_age_s:g} s): camera or face identification '
+                    'stalled, or clocks disagree')
+        if not frame.faces:
+            return 'nobody in view'
+        if len(frame.faces) > 1:
+            return f'{len(frame.faces)} faces in view: the identity is ambiguous'
+        face = frame.faces[0]
+        if face.class_id == UNKNOWN:
+            return 'the face matches no enrolled patient'
+        if face.class_id == PENDING:
+            return 'the face is not confirmed yet'
+        if face.class_id != order.patient_id:
+            return f'the face is {face.class_id}, but the order is for {order.patient_id}'
+        if self._streak_count < config.min_confirmed_frames:
+            return (f'{face.class_id} confirmed in {self._streak_count} consecutive frame(s), '
+                    f'needs {config.min_confirmed_frames}')
+        if wristband is None:
+            return 'no wristband scan'
+        if now - wristband.stamp > config.wristband_max_age_s:
+            return (f'the wristband scan is {now - wristband.stamp:.1f} s old '
+                    f'(max {config.wristband_max_age_s:g} s): scan again')
+        if wristband.patient_id != order.patient_id:
+            return (f'the wristband reads {wristband.patient_id}, but the order is for '
+                    f'{order.patient_id}')
+        return None
+
+    def _evidence(self, now):
+        """Everything the decision looked at, with ages, for the audit log."""
+        evidence = {'order': _reading(self.order, now), 'wristband': _reading(self.wristband, now),
+                    'model': None, 'gallery': None, 'face': None}
+        if self.model is not None:
+            evidence['model'] = self.model.method
+            evidence['gallery'] = {'location': self.model.gallery_location,
+                                   'revision': self.model.gallery_revision}
+        if self.frame is not None:
+            evidence['face'] = {
+                'frame_stamp': self.frame.stamp,
+                'age_s': round(now - self.frame.stamp, 3),
+                'faces_in_view': [{'track': face.track_id,
+                                   'hypotheses': [list(item) for item in face.hypotheses]}
+                                  for face in self.frame.faces],
+                'confirmed_frames': self._streak_count,
+                'confirmed_frame_stamps': list(self._streak_stamps),
+            }
+        return evidence
+
+
+def _is_patient(class_id):
+    return class_id not in (UNKNOWN, PENDING, '')
+
+
+def _reading(reading, now):
+    if reading is None:
+        return None
+    return {'patient_id': reading.patient_id, 'age_s': round(now - reading.stamp, 3)}

@@ -1,0 +1,146 @@
+# Copyright 2026 The face_id_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+ROS parameters made from the config dataclasses' field metadata, and config made from them.
+
+Every field of a config dataclass (built with ``core.config.setting``) becomes one parameter
+row: its name (``stage.key`` for the pipeline, as a nested ``ros__parameters`` YAML gives),
+default, description and range or choices. A node declares the rows and turns the declared
+values back into config objects through the same validation the YAML loader uses, so the
+YAML file, the command-line tool and the nodes can never disagree. No ROS here.
+"""
+
+from dataclasses import dataclass, fields
+import os
+
+from face_id_ros.core.config import build_stage, PipelineConfig, setting
+from face_id_ros.core.errors import ConfigError
+import yaml
+
+PARAMETER_SOURCE = 'parameters'
+# Parameters every rclpy node has; they are not the pipeline's.
+ROS_OWN_PARAMETERS = frozenset({'use_sim_time', 'start_type_description_service'})
+
+
+@dataclass(frozen=True)
+class ParameterRow:
+    """One parameter: name, default (its type is the parameter's), description, limits."""
+
+    name: str
+    default: object
+    description: str
+    low: object = None
+    high: object = None
+    choices: tuple = None
+
+    @property
+    def constraints(self):
+        """Describe the allowed values for people (``ros2 param describe``)."""
+        if self.choices:
+            return 'one of: ' + ', '.join(str(choice) for choice in self.choices)
+        if self.low is not None and self.high is not None:
+            return f'from {self.low} to {self.high}'
+        return ''
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """The face_id_node's own settings (camera input, outputs), beside the pipeline's."""
+
+    camera_topic: str = setting(
+        '/camera/image_raw',
+        'Camera image topic; with image_transport compressed the node subscribes to '
+        '<camera_topic>/compressed, as image_transport names it.')
+    image_transport: str = setting('raw', 'Camera message type: raw (sensor_msgs/Image) or '
+                                   'compressed (sensor_msgs/CompressedImage, JPEG or PNG).',
+                                   choices=('raw', 'compressed'))
+    publish_debug_image: bool = setting(
+        False, 'Publish annotated frames on ~/debug_image (costs CPU; shows faces).')
+    diagnostics_period_s: float = setting(1.0, 'Seconds between /diagnostics messages.',
+                                          0.1, 60.0)
+
+
+def stage_rows(stage_cls, prefix=''):
+    """Return a ParameterRow per field of one config dataclass, named ``prefix.key``."""
+    rows = []
+    for item in fields(stage_cls):
+        meta = item.metadata
+        choices = tuple(meta['choices']) if meta.get('choices') else None
+        rows.append(ParameterRow(f'{prefix}.{item.name}' if prefix else item.name,
+                                 item.default, meta.get('doc', ''), meta.get('low'),
+                                 meta.get('high'), choices))
+    return rows
+
+
+def pipeline_rows():
+    """Return the rows of every pipeline stage (``detector.backend``, ``matcher.margin``...)."""
+    return [row for stage in fields(PipelineConfig)
+            for row in stage_rows(stage.default_factory, stage.name)]
+
+
+def pipeline_config_from_parameters(values):
+    """
+    Build a PipelineConfig from ``{'stage.key': value}``; raise ConfigError naming the key.
+
+    Names without a stage prefix are refused, as are unknown stages and keys.
+    """
+    nested = {}
+    for name, value in values.items():
+        stage, dot, key = name.partition('.')
+        nested.setdefault(stage, {})[key if dot else name] = value
+    return PipelineConfig.from_dict(nested, source=PARAMETER_SOURCE)
+
+
+def stage_config_from_parameters(stage_cls, values):
+    """Build one flat config dataclass (NodeConfig, GateConfig) from ``{key: value}``."""
+    return build_stage(stage_cls, dict(values), PARAMETER_SOURCE)
+
+
+def pipeline_config_from_ros_yaml(path, node_name):
+    """
+    Read the pipeline settings of ``node_name`` from a ROS parameters YAML file.
+
+    The file has the ``node_name: ros__parameters: ...`` layout ``ros2 launch`` reads, so
+    offline tools (live enrolment) use exactly the node's model and detector. Stages may be
+    nested (``detector: {backend: ...}``) or dotted (``detector.backend: ...``); the node's
+    own settings (camera topic...) are left out. Raises ConfigError naming the problem.
+    """
+    path = os.path.expanduser(str(path))
+    try:
+        with open(path, encoding='utf-8') as stream:
+            document = yaml.safe_load(stream) or {}
+    except OSError as error:
+        raise ConfigError(f'cannot read config {path}: {error.strerror}')
+    except yaml.YAMLError as error:
+        raise ConfigError(f'config {path} is not valid YAML: {error}')
+    document = document if isinstance(document, dict) else {}
+    section = document.get(node_name, document.get('/**'))
+    if not isinstance(section, dict) or not isinstance(section.get('ros__parameters'), dict):
+        raise ConfigError(f'{path}: no "{node_name}: ros__parameters:" section')
+    node_keys = {item.name for item in fields(NodeConfig)} | ROS_OWN_PARAMETERS
+    values = {name: value for name, value in _flatten(section['ros__parameters']).items()
+              if name not in node_keys and not name.startswith('qos_overrides.')}
+    return pipeline_config_from_parameters(values)
+
+
+def _flatten(mapping, prefix=''):
+    flat = {}
+    for key, value in mapping.items():
+        name = f'{prefix}.{key}' if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
