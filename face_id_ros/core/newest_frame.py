@@ -69,5 +69,5 @@ class NewestFrameSlot:
 
     @property
     def closed(self):
-        """True once ``close`` was called."""
+        """Return True once ``close`` was called."""
         return self._closed

@@ -1,0 +1,211 @@
+# Copyright 2026 The face_id_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Export a trained backbone to ONNX with the ``face_id`` metadata, checked against torch.
+
+The exported graph takes ``input`` (N, 3, H, W) float RGB normalised as
+``(pixel - 127.5) / 127.5`` and returns ``embedding`` (N, D) already L2-normalised inside
+the graph (the runtime normalises again, which changes nothing). The batch dimension is
+dynamic. ``python -m face_id_ros.training.export --checkpoint runs/X/checkpoint.pt --out
+models/face_embedder.onnx`` exports a training checkpoint.
+"""
+
+import argparse
+from dataclasses import asdict, dataclass
+import io
+import os
+from pathlib import Path
+import warnings
+
+from face_id_ros.core.config import build_stage, setting
+from face_id_ros.core.errors import FaceIdError, ModelError
+from face_id_ros.core.model_metadata import attach_metadata, ModelMetadata
+from face_id_ros.training.backbones import Backbone, BackboneConfig, count_macs
+from face_id_ros.training.data import centre_crop, load_pack, to_network_input
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+from torch import nn
+from torch.nn import functional
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """The ``export`` section of a training recipe: what the model file says about itself."""
+
+    name: str = setting('face_id_pmnv2', 'Model name (shown in /face_id/gallery_info).')
+    version: str = setting('0.1.0', 'Model version.')
+    cosine_threshold: float = setting(
+        0.5, 'Recommended open-set cosine threshold; set it from a validation run.',
+        -1.0, 1.0)
+    training_data: str = setting('', 'Training data description for the model card.')
+    licence: str = setting('research use only', 'Licence of the weights (follows the data).')
+
+    @classmethod
+    def from_dict(cls, mapping, source='export'):
+        """Build and validate from a mapping; raise ConfigError naming the bad key."""
+        return build_stage(cls, mapping, source)
+
+
+class NormalisedEmbedder(nn.Module):
+    """Wrap a backbone so that its output is L2-normalised."""
+
+    def __init__(self, backbone):
+        """Keep the backbone."""
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, images):
+        """Return unit-length embeddings."""
+        return functional.normalize(self.backbone(images), dim=1)
+
+
+def build_metadata(backbone, export_config, extra=None):
+    """Return the ModelMetadata of ``backbone`` (a Backbone) with ``export_config``'s text."""
+    config = backbone.config
+    macs, parameters = count_macs(backbone, (config.input_size,) * 2)
+    details = {'arch': config.arch, 'head': config.head, 'width_mult': config.width_mult,
+               'eca': config.eca, 'eca_hswish': config.eca_hswish, 'macs': macs,
+               'parameters': parameters, 'l2_normalised_output': True}
+    details.update(extra or {})
+    return ModelMetadata(
+        name=export_config.name, version=export_config.version,
+        embedding_size=config.embedding_size, input_size=(config.input_size,) * 2,
+        cosine_threshold=export_config.cosine_threshold,
+        training_data=export_config.training_data, licence=export_config.licence,
+        extra=details)
+
+
+def export_onnx(backbone, metadata, out_path, real_inputs=None):
+    """
+    Export ``backbone`` with ``metadata`` to ``out_path`` and check parity; return the diff.
+
+    ``real_inputs`` (normalised NCHW tensor) are checked besides random ones. Raise
+    ModelError when onnxruntime and torch differ by more than ``PARITY_TOLERANCE``.
+    """
+    model = NormalisedEmbedder(backbone).eval().cpu()
+    side = backbone.config.input_size
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the TorchScript exporter is deprecated but needs
+        # no onnxscript, and gives the plain Conv/PRelu graph the runtime is tuned for
+        torch.onnx.export(model, (torch.zeros(1, 3, side, side),), buffer, dynamo=False,
+                          opset_version=OPSET, input_names=['input'],
+                          output_names=['embedding'],
+                          dynamic_axes={'input': {0: 'batch'}, 'embedding': {0: 'batch'}})
+    graph = onnx.load_from_string(buffer.getvalue())
+    attach_metadata(graph, metadata)
+    onnx.checker.check_model(graph)
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(graph, f'{out_path}.tmp')
+    inputs = torch.rand(4, 3, side, side, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    if real_inputs is not None:
+        inputs = torch.cat([inputs, real_inputs.cpu().float()])
+    difference = parity(model, f'{out_path}.tmp', inputs)
+    if difference > PARITY_TOLERANCE:
+        os.remove(f'{out_path}.tmp')
+        raise ModelError(f'ONNX export of {metadata.name} differs from torch by {difference:.2e}'
+                         f' (> {PARITY_TOLERANCE}); not written to {out_path}')
+    os.replace(f'{out_path}.tmp', out_path)
+    return difference
+
+
+def parity(model, onnx_path, inputs):
+    """Return the max abs difference of L2-normalised torch and onnxruntime outputs."""
+    with torch.no_grad():
+        expected = functional.normalize(model(inputs), dim=1).numpy()
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
+    actual = session.run(None, {'input': inputs.numpy()})[0]
+    actual = actual / np.linalg.norm(actual, axis=1, keepdims=True)
+    return float(np.abs(actual - expected).max())
+
+
+def random_init_model(path, config=BackboneConfig(), seed=0):
+    """
+    Export an untrained backbone (for tests and benchmarks) to ``path``; return the path.
+
+    Batch-norm statistics are measured on random images first: with the initial running
+    statistics a deep random net's output vanishes, and a zero embedding is no use to a test.
+    """
+    torch.manual_seed(seed)
+    backbone = Backbone(config)
+    for module in backbone.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = None  # a plain average over the calibration batches
+    with torch.no_grad():
+        for _ in range(2):
+            backbone(torch.rand(16, 3, config.input_size, config.input_size) * 2 - 1)
+    backbone.eval()
+    export_config = ExportConfig(name=f'random-{config.arch}', version='0.0.0',
+                                 training_data='none: random weights, for tests and '
+                                               'benchmarks only',
+                                 licence='Apache-2.0')
+    export_onnx(backbone, build_metadata(backbone, export_config), path)
+    return path
+
+
+def export_checkpoint(checkpoint_path, out_path, cosine_threshold=None, pack=None,
+                      parity_faces=32):
+    """
+    Export a training checkpoint; check parity on ``parity_faces`` faces of ``pack`` too.
+
+    ``pack`` defaults to the training run's pack when it is still there. Return
+    ``(metadata, difference)``.
+    """
+    checkpoint = torch.load(checkpoint_path, map_location='cpu', weights_only=True)
+    if pack is None and os.path.exists(f'{checkpoint["pack"]}.json'):
+        pack = checkpoint['pack']
+    config = BackboneConfig.from_dict(checkpoint['backbone'], f'{checkpoint_path}: backbone')
+    export_config = ExportConfig.from_dict(checkpoint['export'], f'{checkpoint_path}: export')
+    if cosine_threshold is not None:
+        export_config = ExportConfig(**{**asdict(export_config),
+                                        'cosine_threshold': cosine_threshold})
+    backbone = Backbone(config)
+    backbone.load_state_dict(checkpoint['model'])
+    backbone.eval()
+    real_inputs = None
+    if pack:
+        faces = centre_crop(load_pack(pack).images[:parity_faces], config.input_size)
+        real_inputs = to_network_input(torch.from_numpy(np.ascontiguousarray(faces)))
+    metadata = build_metadata(backbone, export_config, {'steps': checkpoint['step']})
+    return metadata, export_onnx(backbone, metadata, out_path, real_inputs)
+
+
+def main(argv=None):
+    """Export a training checkpoint to an ONNX embedder with its face_id metadata."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument('--checkpoint', required=True)
+    parser.add_argument('--out', default='models/face_embedder.onnx')
+    parser.add_argument('--threshold', type=float, help='recommended cosine threshold '
+                        '(default: export.cosine_threshold of the recipe)')
+    parser.add_argument('--pack', help='face pack whose faces join the parity check '
+                        '(default: the training pack, when present)')
+    args = parser.parse_args(argv)
+    try:
+        metadata, difference = export_checkpoint(args.checkpoint, args.out, args.threshold,
+                                                 args.pack)
+    except FaceIdError as error:
+        raise SystemExit(f'error: {error}')
+    print(f'wrote {args.out}: {metadata.name} {metadata.version}, '
+          f'{metadata.embedding_size}-d, threshold {metadata.cosine_threshold}, '
+          f'parity {difference:.1e}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,439 @@
+# Copyright 2026 The face_id_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Train a face embedder from a YAML recipe, with checkpoints, resume, logs and export.
+
+``python -m face_id_ros.training.train --recipe config/training/X.yaml [--out runs/X]
+[--resume] [--set train.epochs=5 ...]``
+
+A recipe has the sections ``model`` (BackboneConfig), ``loss`` (LossConfig), ``data``
+(DataConfig), ``augment`` (AugmentConfig), ``train`` (TrainConfig) and ``export``
+(ExportConfig). Each batch mixes labelled faces (``images_per_identity`` per identity, so
+the margin and triplet losses have classes and positives) with unlabelled ones; the
+distillation loss covers all of them. The output folder gets ``checkpoint.pt`` (every
+epoch), ``train_log.csv`` (every step), ``epoch_log.csv``, ``learning_curve.png`` and, at
+the end of the command, ``face_embedder.onnx``.
+"""
+
+import argparse
+import csv
+from dataclasses import asdict, dataclass
+import math
+import os
+from pathlib import Path
+import time
+
+from face_id_ros.core.config import build_stage, setting
+from face_id_ros.core.errors import ConfigError, FaceIdError
+from face_id_ros.training.backbones import Backbone, BackboneConfig
+from face_id_ros.training.data import (
+    AugmentConfig, Augmenter, centre_crop, DataConfig, load_pack, to_network_input)
+from face_id_ros.training.export import build_metadata, export_onnx, ExportConfig
+from face_id_ros.training.losses import CombinedLoss, LossConfig
+from matplotlib.figure import Figure
+import numpy as np
+import torch
+from torch.nn import functional
+from tqdm import tqdm
+import yaml
+
+LOG_COLUMNS = ('step', 'epoch', 'lr', 'loss', 'margin', 'triplet', 'distill',
+               'seconds_per_batch')
+EPOCH_COLUMNS = ('epoch', 'step', 'mean_loss', 'val_teacher_cosine', 'minutes')
+PARITY_FACES = 32
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The ``train`` section of a recipe: optimisation and batching."""
+
+    epochs: int = setting(30, 'Passes over the training faces.', 1, 100000)
+    max_steps: int = setting(0, 'Stop after this many steps in all (0: no step budget).',
+                             0, 10 ** 9)
+    batch_size: int = setting(128, 'Faces per batch.', 2, 65536)
+    labelled_fraction: float = setting(0.25, 'Share of a batch drawn from labelled faces.',
+                                       0.0, 1.0)
+    images_per_identity: int = setting(4, 'Labelled faces per identity in a batch.', 1, 256)
+    optimizer: str = setting('adamw', 'Optimiser.', choices=('adamw', 'sgd'))
+    lr: float = setting(2e-3, 'Peak learning rate (cosine decay to zero).', 0.0, 10.0)
+    weight_decay: float = setting(0.05, 'Weight decay of conv and linear weights.', 0.0, 1.0)
+    momentum: float = setting(0.9, 'SGD momentum (Nesterov).', 0.0, 1.0)
+    warmup_steps: int = setting(200, 'Linear learning-rate warm-up steps.', 0, 10 ** 9)
+    threads: int = setting(2, 'torch CPU threads.', 1, 1024)
+    seed: int = setting(0, 'Seed of weights, batches and augmentation.', 0, 2 ** 31 - 1)
+    device: str = setting('auto', 'Device; auto means cuda when available.',
+                          choices=('auto', 'cpu', 'cuda'))
+    torch_compile: bool = setting(False, 'torch.compile the training forward pass (minutes to '
+                                  'compile; no faster on the 2-core CPU, try it on a GPU).')
+
+    @classmethod
+    def from_dict(cls, mapping, source='train'):
+        """Build and validate from a mapping; raise ConfigError naming the bad key."""
+        return build_stage(cls, mapping, source)
+
+
+SECTIONS = {'model': BackboneConfig, 'loss': LossConfig, 'data': DataConfig,
+            'augment': AugmentConfig, 'train': TrainConfig, 'export': ExportConfig}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole training recipe, one config object per section."""
+
+    model: BackboneConfig
+    loss: LossConfig
+    data: DataConfig
+    augment: AugmentConfig
+    train: TrainConfig
+    export: ExportConfig
+
+    @classmethod
+    def from_dict(cls, mapping, source='recipe'):
+        """Build every section; raise ConfigError naming an unknown section or bad key."""
+        mapping = mapping or {}
+        unknown = sorted(set(mapping) - set(SECTIONS))
+        if unknown:
+            raise ConfigError(f'{source}: unknown section(s) {unknown}; known: '
+                              f'{sorted(SECTIONS)}')
+        return cls(**{name: section.from_dict(mapping.get(name), f'{source}: {name}')
+                      for name, section in SECTIONS.items()})
+
+
+def load_recipe(path, overrides=()):
+    """Load a recipe YAML; ``overrides`` are ``'section.key=value'`` strings (YAML values)."""
+    try:
+        with open(path, encoding='utf-8') as stream:
+            mapping = yaml.safe_load(stream) or {}
+    except OSError as error:
+        raise ConfigError(f'cannot read recipe {path}: {error.strerror}')
+    for override in overrides:
+        key, separator, value = override.partition('=')
+        section, dot, name = key.partition('.')
+        if not separator or not dot:
+            raise ConfigError(f'override {override!r} is not section.key=value')
+        mapping.setdefault(section, {})[name] = yaml.safe_load(value)
+    return Recipe.from_dict(mapping, str(path))
+
+
+class BatchPlan:
+    """Which faces go in which batch: one fixed order per (seed, epoch), so resume is exact."""
+
+    def __init__(self, labels, config, seed, val_fraction):
+        """Hold out ``val_fraction`` of the faces; index the rest by identity."""
+        order = np.random.default_rng(seed).permutation(len(labels))
+        held_out = int(round(len(labels) * val_fraction))
+        self.val = np.sort(order[:held_out])
+        train = np.sort(order[held_out:])
+        self.unlabelled = train[labels[train] < 0]
+        labelled = train[labels[train] >= 0]
+        self.identities = [labelled[labels[labelled] == label]
+                           for label in np.unique(labels[labelled])]
+        self.config, self.seed = config, seed
+        self.steps_per_epoch = max(1, len(train) // config.batch_size)
+        labelled_share = round(config.batch_size * config.labelled_fraction)
+        if not self.identities:
+            labelled_share = 0
+        elif not len(self.unlabelled):
+            labelled_share = config.batch_size
+        self.labelled_share = labelled_share
+
+    def epoch(self, epoch):
+        """Return the epoch's list of face-index arrays, one per batch."""
+        rng = np.random.default_rng([self.seed, epoch])
+        config = self.config
+        unlabelled_share = config.batch_size - self.labelled_share
+        stream = np.concatenate(
+            [rng.permutation(self.unlabelled) for _ in range(math.ceil(
+                self.steps_per_epoch * unlabelled_share / max(1, len(self.unlabelled))))]
+            or [np.zeros(0, np.int64)])
+        batches = []
+        for step in range(self.steps_per_epoch):
+            picked = [stream[step * unlabelled_share:(step + 1) * unlabelled_share]]
+            remaining = self.labelled_share
+            while remaining > 0:
+                for identity in rng.permutation(len(self.identities)):
+                    faces = self.identities[identity]
+                    count = min(remaining, config.images_per_identity)
+                    picked.append(rng.choice(faces, count, replace=len(faces) < count))
+                    remaining -= count
+                    if remaining == 0:
+                        break
+            batches.append(np.concatenate(picked))
+        return batches
+
+
+def learning_rate(config, step, total_steps):
+    """Return the learning rate at ``step``: linear warm-up, then cosine decay to zero."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(config, parameters):
+    """Return AdamW or Nesterov SGD; no weight decay on biases, norms and PReLU slopes."""
+    parameters = [parameter for parameter in parameters if parameter.requires_grad]
+    groups = [{'params': [p for p in parameters if p.ndim > 1],
+               'weight_decay': config.weight_decay},
+              {'params': [p for p in parameters if p.ndim <= 1], 'weight_decay': 0.0}]
+    if config.optimizer == 'sgd':
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+class Trainer:
+    """One training run: data, model, loss, optimiser, checkpoints and logs in ``out_dir``."""
+
+    def __init__(self, recipe, out_dir):
+        """Open the pack and teacher targets, build everything from ``recipe``."""
+        self.recipe, self.out_dir = recipe, Path(out_dir)
+        config = recipe.train
+        torch.manual_seed(config.seed)
+        torch.set_num_threads(config.threads)
+        self.device = torch.device('cuda' if config.device == 'cuda' or (
+            config.device == 'auto' and torch.cuda.is_available()) else 'cpu')
+        self.pack = load_pack(recipe.data.pack)
+        self.targets = None
+        if recipe.loss.distill_weight > 0:
+            self.targets = _load_targets(recipe.data.teacher_targets, len(self.pack.labels))
+        self.plan = BatchPlan(self.pack.labels, config, config.seed, recipe.data.val_fraction)
+        self.model = Backbone(recipe.model).to(self.device)
+        self.forward = torch.compile(self.model) if config.torch_compile else self.model
+        self.criterion = CombinedLoss(recipe.loss, recipe.model.embedding_size,
+                                      len(self.pack.identities)).to(self.device)
+        self.optimizer = make_optimizer(config, list(self.model.parameters())
+                                        + list(self.criterion.parameters()))
+        self.augmenter = Augmenter(recipe.augment, recipe.model.input_size, config.seed)
+        steps = config.epochs * self.plan.steps_per_epoch
+        self.total_steps = min(steps, config.max_steps) if config.max_steps else steps
+        self.epoch, self.step_in_epoch, self.step = 0, 0, 0
+
+    @property
+    def checkpoint_path(self):
+        """Path of the latest checkpoint."""
+        return self.out_dir / 'checkpoint.pt'
+
+    def run(self, resume=False):
+        """Train (or continue, with ``resume``) until the epochs or the step budget are done."""
+        if resume:
+            self.load_checkpoint()
+        elif self.checkpoint_path.exists():
+            raise ConfigError(f'{self.checkpoint_path} exists: pass --resume to continue it '
+                              f'or choose another --out')
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        while self.epoch < self.recipe.train.epochs and self.step < self.total_steps:
+            started = time.monotonic()
+            losses = self.train_epoch()
+            if self.step_in_epoch == 0:
+                self.end_epoch(losses, time.monotonic() - started)
+            self.save_checkpoint()
+
+    def train_epoch(self):
+        """Run the remaining batches of the current epoch; return their losses."""
+        self.model.train()
+        batches = self.plan.epoch(self.epoch)
+        started, losses = time.monotonic(), []
+        progress = tqdm(batches[self.step_in_epoch:], desc=f'epoch {self.epoch + 1}',
+                        initial=self.step_in_epoch, total=len(batches), leave=False)
+        for indices in progress:
+            loss, parts = self.train_step(indices)
+            now = time.monotonic()
+            losses.append(loss)
+            self.log_step(loss, parts, now - started)
+            started = now
+            progress.set_postfix(loss=f'{loss:.3f}')
+            self.step += 1
+            self.step_in_epoch += 1
+            if self.step >= self.total_steps:
+                break
+        if self.step_in_epoch == len(batches):
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+        return losses
+
+    def train_step(self, indices):
+        """Do one optimiser step on the faces ``indices``; return (loss, parts)."""
+        order = np.argsort(indices)  # memory-mapped reads are faster in file order
+        indices = indices[order]
+        images = torch.from_numpy(self.pack.images[indices]).to(self.device)
+        labels = torch.from_numpy(self.pack.labels[indices]).to(self.device)
+        teacher = None
+        if self.targets is not None:
+            teacher = torch.from_numpy(self.targets[indices]).to(self.device)
+        lr = learning_rate(self.recipe.train, self.step, self.total_steps)
+        for group in self.optimizer.param_groups:
+            group['lr'] = lr
+        loss, parts = self.criterion(self.forward(self.augmenter(images)), labels, teacher)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item(), {'lr': lr, **parts}
+
+    def validate(self):
+        """Return the mean cosine of student and teacher on the held-out faces (or None)."""
+        if self.targets is None or not len(self.plan.val):
+            return None
+        self.model.eval()
+        cosines = []
+        with torch.no_grad():
+            for start in range(0, len(self.plan.val), self.recipe.train.batch_size):
+                indices = self.plan.val[start:start + self.recipe.train.batch_size]
+                embeddings = self.model(self._centre_inputs(indices))
+                teacher = torch.from_numpy(self.targets[indices]).to(self.device)
+                cosines.append(functional.cosine_similarity(embeddings, teacher).cpu())
+        return float(torch.cat(cosines).mean())
+
+    def _centre_inputs(self, indices):
+        """Return network input of the faces' centre crops."""
+        faces = centre_crop(self.pack.images[indices], self.recipe.model.input_size)
+        return to_network_input(torch.from_numpy(np.ascontiguousarray(faces))).to(self.device)
+
+    def log_step(self, loss, parts, seconds):
+        """Append one row to train_log.csv."""
+        row = {'step': self.step + 1, 'epoch': self.epoch + 1, 'loss': f'{loss:.5f}',
+               'seconds_per_batch': f'{seconds:.3f}', **{
+                   name: f'{value:.6g}' for name, value in parts.items()}}
+        _append_csv(self.out_dir / 'train_log.csv', LOG_COLUMNS, row)
+
+    def end_epoch(self, losses, seconds):
+        """Validate, append to epoch_log.csv and redraw the learning curve."""
+        cosine = self.validate()
+        row = {'epoch': self.epoch, 'step': self.step,
+               'mean_loss': f'{np.mean(losses):.5f}' if losses else '',
+               'val_teacher_cosine': '' if cosine is None else f'{cosine:.5f}',
+               'minutes': f'{seconds / 60:.2f}'}
+        _append_csv(self.out_dir / 'epoch_log.csv', EPOCH_COLUMNS, row)
+        plot_learning_curve(self.out_dir)
+
+    def save_checkpoint(self):
+        """Write checkpoint.pt atomically: everything needed to resume and to export."""
+        state = {
+            'epoch': self.epoch, 'step_in_epoch': self.step_in_epoch, 'step': self.step,
+            'model': self.model.state_dict(), 'loss': self.criterion.state_dict(),
+            'optimizer': self.optimizer.state_dict(),
+            'augment_rng': self.augmenter.generator.get_state(),
+            'torch_rng': torch.get_rng_state(),
+            'backbone': asdict(self.recipe.model), 'export': asdict(self.recipe.export),
+            'identities': list(self.pack.identities), 'pack': self.recipe.data.pack,
+        }
+        torch.save(state, f'{self.checkpoint_path}.tmp')
+        os.replace(f'{self.checkpoint_path}.tmp', self.checkpoint_path)
+
+    def load_checkpoint(self):
+        """Restore the state saved by ``save_checkpoint``; raise ConfigError if absent."""
+        if not self.checkpoint_path.exists():
+            raise ConfigError(f'cannot resume: {self.checkpoint_path} does not exist')
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state['model'])
+        self.criterion.load_state_dict(state['loss'])
+        self.optimizer.load_state_dict(state['optimizer'])
+        self.augmenter.generator.set_state(state['augment_rng'].cpu())
+        torch.set_rng_state(state['torch_rng'].cpu())
+        self.epoch, self.step_in_epoch = state['epoch'], state['step_in_epoch']
+        self.step = state['step']
+        _drop_rows_after(self.out_dir / 'train_log.csv', LOG_COLUMNS, self.step)
+
+    def export(self):
+        """Export face_embedder.onnx with its metadata; parity-checked on held-out faces."""
+        model = self.model.cpu().eval()
+        faces = self.plan.val[:PARITY_FACES] if len(self.plan.val) else np.arange(
+            min(PARITY_FACES, len(self.pack.labels)))
+        self.device = torch.device('cpu')
+        metadata = build_metadata(model, self.recipe.export, {
+            'steps': self.step, 'teacher': os.path.basename(self.recipe.data.teacher)})
+        path = self.out_dir / 'face_embedder.onnx'
+        export_onnx(model, metadata, path, self._centre_inputs(faces))
+        return path
+
+
+def _load_targets(path, count):
+    """Open cached teacher embeddings and check they match the pack."""
+    if not os.path.exists(path):
+        raise ConfigError(f'teacher targets {path} are missing: run python -m '
+                          f'face_id_ros.training.data, or set loss.distill_weight: 0')
+    targets = np.load(path, mmap_mode='r')
+    if len(targets) != count:
+        raise ConfigError(f'{path} has {len(targets)} rows but the pack has {count} faces: '
+                          f'recompute with python -m face_id_ros.training.data --force')
+    return np.asarray(targets, np.float32)
+
+
+def _drop_rows_after(path, columns, step):
+    """Forget logged steps after ``step`` (a run stopped between checkpoints redoes them)."""
+    if not path.exists():
+        return
+    with open(path, encoding='utf-8') as stream:
+        rows = [row for row in csv.DictReader(stream) if int(row['step']) <= step]
+    with open(path, 'w', newline='', encoding='utf-8') as stream:
+        writer = csv.DictWriter(stream, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _append_csv(path, columns, row):
+    """Append ``row`` to a CSV file, writing the header first when the file is new."""
+    new = not path.exists()
+    with open(path, 'a', newline='', encoding='utf-8') as stream:
+        writer = csv.DictWriter(stream, columns, restval='')
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def plot_learning_curve(out_dir):
+    """Draw learning_curve.png from train_log.csv and epoch_log.csv in ``out_dir``."""
+    out_dir = Path(out_dir)
+    with open(out_dir / 'train_log.csv', encoding='utf-8') as stream:
+        steps = list(csv.DictReader(stream))
+    with open(out_dir / 'epoch_log.csv', encoding='utf-8') as stream:
+        epochs = list(csv.DictReader(stream))
+    figure = Figure(figsize=(11, 4))
+    losses, validation = figure.subplots(1, 2)
+    window = max(1, len(steps) // 50)
+    for name in ('loss', 'margin', 'triplet', 'distill'):
+        values = [float(row[name]) for row in steps if row[name]]
+        if values:
+            smooth = np.convolve(values, np.ones(window) / window, mode='valid')
+            losses.plot(np.arange(len(smooth)) + window, smooth, label=name)
+    losses.set(xlabel='step', ylabel='weighted total, unweighted terms', yscale='log',
+               title=f'training loss (mean of {window} steps)')
+    losses.legend()
+    rows = [row for row in epochs if row['val_teacher_cosine']]
+    validation.plot([int(row['epoch']) for row in rows],
+                    [float(row['val_teacher_cosine']) for row in rows], marker='o')
+    validation.set(xlabel='epoch', ylabel='cosine', title='held-out student-teacher cosine')
+    figure.tight_layout()
+    figure.savefig(out_dir / 'learning_curve.png', dpi=100)
+
+
+def main(argv=None):
+    """Train from a recipe, resume if asked, and export the ONNX embedder."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument('--recipe', required=True, help='config/training/X.yaml')
+    parser.add_argument('--out', help='output folder (default runs/<recipe name>)')
+    parser.add_argument('--resume', action='store_true', help='continue checkpoint.pt')
+    parser.add_argument('--set', action='append', default=[], metavar='SECTION.KEY=VALUE',
+                        help='override a recipe value (repeatable)')
+    args = parser.parse_args(argv)
+    out_dir = args.out or os.path.join('runs', Path(args.recipe).stem)
+    try:
+        trainer = Trainer(load_recipe(args.recipe, args.set), out_dir)
+        trainer.run(args.resume)
+        print(f'wrote {trainer.export()}')
+    except FaceIdError as error:
+        raise SystemExit(f'error: {error}')
+
+
+if __name__ == '__main__':
+    main()

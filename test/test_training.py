@@ -1,0 +1,239 @@
+# Copyright 2026 The face_id_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Tests of the training side: backbones, losses, packing, a smoke run, resume and export."""
+
+import csv
+import math
+from pathlib import Path
+
+import cv2
+from face_id_ros.core.model_metadata import METADATA_KEY, ModelMetadata
+from matplotlib import cbook
+import numpy as np
+import onnxruntime
+import pytest
+
+torch = pytest.importorskip('torch')
+
+# The training side needs torch, so it is imported only once torch is known to be there.
+from face_id_ros.training import backbones, data, losses  # noqa: E402, I100
+from face_id_ros.training.export import random_init_model  # noqa: E402
+from face_id_ros.training.train import load_recipe, Trainer  # noqa: E402
+
+SMOKE_RECIPE = Path(__file__).resolve().parents[1] / 'config' / 'training' / 'smoke.yaml'
+
+
+def test_default_backbone_costs_about_15m_macs():
+    macs, parameters = backbones.count_macs(backbones.Backbone())
+    assert 14e6 < macs < 18e6
+    assert 3e5 < parameters < 7e5
+
+
+def test_mobilefacenet_table_matches_published_cost():
+    macs, parameters = backbones.count_macs(
+        backbones.Backbone(backbones.BackboneConfig(arch='mobilefacenet')))
+    assert 215e6 < macs < 227e6  # Chen et al. 2018: 221M MACs, 0.99M parameters
+    assert 0.95e6 < parameters < 1.05e6
+
+
+def test_residual_exactly_when_stride_one_and_same_channels():
+    model = backbones.Backbone().eval()
+    blocks = [module for module in model.modules()
+              if isinstance(module, backbones.InvertedResidual)]
+    assert len(blocks) == 14
+    assert sum(block.use_residual for block in blocks) == 8
+    for block in blocks:
+        convs = [module for module in block.modules() if isinstance(module, torch.nn.Conv2d)]
+        stride = max(conv.stride[0] for conv in convs)
+        expected = stride == 1 and convs[0].in_channels == convs[-1].out_channels
+        assert block.use_residual == expected
+        features = torch.randn(2, convs[0].in_channels, 16, 16)
+        with torch.no_grad():
+            added = block(features) - block.conv(features)
+        assert torch.allclose(added, features if expected else torch.zeros_like(added),
+                              atol=1e-4)
+
+
+def test_switches_change_the_module_tree():
+    def kinds(**switches):
+        model = backbones.Backbone(backbones.BackboneConfig(**switches))
+        return [type(module).__name__ for module in model.modules()]
+
+    plain = kinds()
+    assert 'ECA' not in plain and 'AdaptiveAvgPool2d' not in plain
+    with_eca = kinds(eca=True)
+    assert with_eca.count('ECA') == 14 and with_eca.count('Sigmoid') == 14
+    hswish = kinds(eca=True, eca_hswish=True)
+    assert hswish.count('Hardswish') == 14 and 'Sigmoid' not in hswish
+    assert 'AdaptiveAvgPool2d' in kinds(head='avgpool')
+    assert 'ReLU6' in kinds(activation='relu6') and 'PReLU' not in kinds(activation='relu6')
+    model = backbones.Backbone(backbones.BackboneConfig(width_mult=0.5, embedding_size=512))
+    assert model.eval()(torch.zeros(2, 3, 112, 112)).shape == (2, 512)
+
+
+def test_arcsin_series_coefficients():
+    expected = [1, 1 / 6, 3 / 40, 5 / 112, 35 / 1152]
+    assert np.allclose(losses.arcsin_coefficients(5), expected)
+    x = torch.linspace(-0.95, 0.95, 21, dtype=torch.float64)
+    assert torch.allclose(losses.arcsin_series(x, 400), torch.asin(x), atol=1e-9)
+
+
+def test_arcface_w_tends_to_arcface_and_enlarges_theta_when_truncated():
+    generator = torch.Generator().manual_seed(0)
+    arcface = losses.MarginHead(16, 5, 'arcface', scale=32.0, margin=0.5)
+    weights = arcface.weight.detach()
+    embeddings = weights[[0, 1, 2, 3, 4, 0]] + 0.004 * torch.randn(6, 16, generator=generator)
+    labels = torch.tensor([0, 1, 2, 3, 4, 1])
+    many = losses.MarginHead(16, 5, 'arcface_w', scale=32.0, margin=0.5, taylor_terms=400)
+    few = losses.MarginHead(16, 5, 'arcface_w', scale=32.0, margin=0.5, taylor_terms=4)
+    for head in (many, few):
+        head.weight.data.copy_(weights)
+    assert torch.allclose(many(embeddings, labels), arcface(embeddings, labels), atol=2e-3)
+    cosine = torch.linspace(0.05, 1.0, 20, dtype=torch.float64)
+    assert (few.angle(cosine) > arcface.angle(cosine)).all()
+    assert few.angle(torch.tensor(1.0)) > 0.28  # pi/2 - 1.2863: a floor on theta
+    cross_entropy = torch.nn.functional.cross_entropy
+    assert (cross_entropy(few(embeddings, labels), labels)
+            > cross_entropy(arcface(embeddings, labels), labels))
+
+
+def test_distillation_and_triplet_losses():
+    features = torch.randn(8, 32)
+    assert losses.distillation_loss(features, 3 * features) < 1e-6
+    assert math.isclose(float(losses.distillation_loss(features, -features)), 2.0, rel_tol=1e-5)
+    labels = torch.tensor([0, 0, 1, 1])
+    apart = torch.tensor([[1.0, 0.0], [0.99, 0.1], [-1.0, 0.0], [-0.99, 0.1]])
+    assert losses.batch_hard_triplet_loss(apart, labels) == 0
+    assert losses.batch_hard_triplet_loss(apart, torch.tensor([0, 1, 0, 1])) > 1
+
+
+def test_combined_loss_uses_labels_only_where_given():
+    config = losses.LossConfig(margin_weight=0.5, triplet_weight=0.5, distill_weight=1.0)
+    criterion = losses.CombinedLoss(config, 8, 3)
+    embeddings, teacher = torch.randn(4, 8), torch.randn(4, 8)
+    total, parts = criterion(embeddings, torch.tensor([-1, -1, -1, -1]), teacher)
+    assert set(parts) == {'distill'}
+    assert math.isclose(total.item(), parts['distill'], rel_tol=1e-6)
+    total, parts = criterion(embeddings, torch.tensor([0, 0, 2, -1]), teacher)
+    assert set(parts) == {'margin', 'triplet', 'distill'}
+    weighted = 0.5 * parts['margin'] + 0.5 * parts['triplet'] + parts['distill']
+    assert math.isclose(total.item(), weighted, rel_tol=1e-5)
+
+
+@pytest.fixture(scope='module')
+def face_folders(tmp_path_factory):
+    """Write 3 identities x 2 JPEGs and a flat folder with a PNG face and its mirror."""
+    root = tmp_path_factory.mktemp('faces')
+    with cbook.get_sample_data('grace_hopper.jpg') as stream:
+        photo = cv2.imdecode(np.frombuffer(stream.read(), np.uint8), cv2.IMREAD_COLOR)
+    for person in range(3):
+        for shot in range(2):
+            folder = root / 'people' / f'id{person}'
+            folder.mkdir(parents=True, exist_ok=True)
+            face = cv2.resize(photo[40 * person + 10 * shot:][:400, 60:460], (128, 128))
+            cv2.circle(face, (64, 30 + 30 * person), 12, (0, 0, 255 - 80 * shot), -1)
+            assert cv2.imwrite(str(folder / f'{shot}.jpg'), face)
+    (root / 'loose').mkdir()
+    assert cv2.imwrite(str(root / 'loose' / 'big.jpg'), photo)  # 600x512: gets resized
+    face = cv2.resize(photo[50:450, 100:500], (128, 128))
+    assert cv2.imwrite(str(root / 'loose' / 'face.png'), face)
+    assert cv2.imwrite(str(root / 'loose' / 'mirror.png'), face[:, ::-1])
+    return root
+
+
+@pytest.fixture(scope='module')
+def face_pack(face_folders):
+    """Pack the tiny folders and cache a random 32-d teacher's targets; return the prefix."""
+    prefix = face_folders / 'pack'
+    assert data.pack_faces([face_folders / 'people', face_folders / 'loose'], prefix) == 9
+    teacher = random_init_model(face_folders / 'teacher.onnx', backbones.BackboneConfig(
+        width_mult=0.25, embedding_size=32))
+    data.teacher_targets(prefix, teacher, f'{prefix}.teacher.npy', (127.5,) * 3, (127.5,) * 3)
+    return prefix
+
+
+def test_pack_faces_labels_resizes_and_stores_rgb(face_folders, face_pack):
+    pack = data.load_pack(face_pack)
+    assert pack.images.shape == (9, 128, 128, 3) and pack.images.dtype == np.uint8
+    assert pack.identities == ('people/id0', 'people/id1', 'people/id2')
+    assert list(pack.labels) == [0, 0, 1, 1, 2, 2, -1, -1, -1]
+    big = cv2.imread(str(face_folders / 'loose' / 'big.jpg'))
+    expected = cv2.resize(big, (128, 128), interpolation=cv2.INTER_AREA)[:, :, ::-1]
+    assert np.array_equal(pack.images[pack.files.index(str(face_folders / 'loose' /
+                                                           'big.jpg'))], expected)
+
+
+def test_teacher_targets_are_unit_flip_sums(face_folders, face_pack):
+    pack = data.load_pack(face_pack)
+    targets = np.load(f'{face_pack}.teacher.npy')
+    assert targets.shape == (9, 32)
+    assert np.allclose(np.linalg.norm(targets, axis=1), 1, atol=1e-5)
+    face = pack.files.index(str(face_folders / 'loose' / 'face.png'))
+    mirror = pack.files.index(str(face_folders / 'loose' / 'mirror.png'))
+    assert np.allclose(targets[face], targets[mirror], atol=1e-5)
+    assert not np.allclose(targets[0], targets[2], atol=1e-2)
+
+
+def test_augmenter_output_shape_range_and_reproducibility(face_pack):
+    images = torch.from_numpy(np.array(data.load_pack(face_pack).images))
+    config = data.AugmentConfig(mask=1.0, low_light=0.5, blur=0.5, color=1.0)
+    first = data.Augmenter(config, seed=3)(images)
+    assert first.shape == (9, 3, 112, 112)
+    assert first.min() >= -1 and first.max() <= 1
+    assert torch.equal(first, data.Augmenter(config, seed=3)(images))
+    plain = data.Augmenter(data.AugmentConfig(
+        max_shift=0, flip=0, color=0, low_light=0, blur=0, mask=0))(images)
+    assert torch.equal(plain, data.to_network_input(data.centre_crop(images)))
+
+
+def _smoke_recipe(face_pack, **train):
+    overrides = [f'data.pack={face_pack}', 'train.warmup_steps=5']
+    overrides += [f'train.{key}={value}' for key, value in train.items()]
+    return load_recipe(SMOKE_RECIPE, overrides)
+
+
+def test_smoke_training_resumes_exactly_and_exports(face_pack, tmp_path):
+    resumed, straight = tmp_path / 'resumed', tmp_path / 'straight'
+    Trainer(_smoke_recipe(face_pack, epochs=1), resumed).run()
+    assert torch.load(resumed / 'checkpoint.pt', weights_only=True)['epoch'] == 1
+    trainer = Trainer(_smoke_recipe(face_pack, epochs=2), resumed)
+    trainer.run(resume=True)
+    onnx_path = trainer.export()
+    Trainer(_smoke_recipe(face_pack, epochs=2), straight).run()
+    with pytest.raises(Exception, match='--resume'):
+        Trainer(_smoke_recipe(face_pack, epochs=2), straight).run()
+
+    final = torch.load(resumed / 'checkpoint.pt', weights_only=True)
+    reference = torch.load(straight / 'checkpoint.pt', weights_only=True)
+    assert final['step'] == reference['step'] == 2
+    for name, value in reference['model'].items():
+        assert torch.allclose(final['model'][name].float(), value.float(), atol=1e-6), name
+    with open(resumed / 'train_log.csv', encoding='utf-8') as stream:
+        assert [row['step'] for row in csv.DictReader(stream)] == ['1', '2']
+    assert (resumed / 'learning_curve.png').stat().st_size > 0
+
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
+    metadata = ModelMetadata.from_json(
+        session.get_modelmeta().custom_metadata_map[METADATA_KEY])
+    assert (metadata.name, metadata.embedding_size, metadata.input_size) == (
+        'smoke', 32, (112, 112))
+    model = backbones.Backbone(backbones.BackboneConfig.from_dict(final['backbone']))
+    model.load_state_dict(final['model'])
+    faces = data.centre_crop(np.array(data.load_pack(face_pack).images))
+    inputs = data.to_network_input(torch.from_numpy(faces))
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(model.eval()(inputs)).numpy()
+    actual = session.run(None, {'input': inputs.numpy()})[0]
+    assert np.abs(actual - expected).max() < 1e-4
