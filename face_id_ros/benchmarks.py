@@ -60,7 +60,7 @@ def add_commands(commands, add_common_options):
     parser = commands.add_parser('bench', help='per-stage latency, frame rate and memory')
     parser.add_argument('--size', default='640x480', help='frame size WIDTHxHEIGHT')
     parser.add_argument('--faces', type=int, default=1, help='faces per frame')
-    parser.add_argument('--face-width', type=int, default=200,
+    parser.add_argument('--face-width', type=int, default=300,
                         help='width in pixels of each pasted portrait (face ~40%% of it)')
     parser.add_argument('--encoding', default='bgr8', choices=('bgr8', 'jpeg'),
                         help='camera message encoding to decode')
