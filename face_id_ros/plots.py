@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-Evaluation figures (ROC, score histograms) drawn off-screen with matplotlib's Agg canvas.
+Evaluation figures (ROC, score histograms, ward-round timelines), drawn off-screen (Agg).
 
 Only the command-line tool imports this module, so the runtime never needs matplotlib.
 """
@@ -27,6 +27,10 @@ import numpy as np
 FIGURE_SIZE_INCHES = (7.0, 5.0)
 DPI = 100
 MARKED_FAR = 1e-3
+TIMELINE_SIZE_INCHES = (14.0, 4.0)
+SUBJECT_COLOURS = {'nobody': 'whitesmoke', 'stranger': 'tab:orange', 'patient': 'tab:blue'}
+DECISION_COLOURS = {'correct': 'tab:green', 'wrong': 'tab:red', 'unknown': 'tab:gray',
+                    'pending': 'gold'}
 
 
 def plot_roc(curves, path, title):
@@ -70,8 +74,67 @@ def plot_score_histogram(scores, same, threshold, path, title, xlabel):
     return _save(figure, path)
 
 
-def _new_figure():
-    figure = Figure(figsize=FIGURE_SIZE_INCHES, dpi=DPI, layout='tight')
+def plot_ward_timeline(spans, decisions, path, title):
+    """
+    Draw who was in view (top row) against what was published (bottom row) over time.
+
+    ``spans`` are ``(start, end, subject)`` in seconds; ``decisions`` are ``(seconds,
+    outcome)`` per processed frame with a face, outcome one of ``DECISION_COLOURS``.
+    """
+    figure, axes = _new_figure(TIMELINE_SIZE_INCHES)
+    for start, end, subject in spans:
+        colour = SUBJECT_COLOURS.get(subject, SUBJECT_COLOURS['patient'])
+        axes.broken_barh([(start, end - start)], (1.1, 0.8), color=colour)
+        if subject != 'nobody':
+            axes.text((start + end) / 2, 2.0, subject, rotation=90, fontsize=6,
+                      ha='center', va='bottom')
+    for outcome, colour in DECISION_COLOURS.items():
+        times = [seconds for seconds, kind in decisions if kind == outcome]
+        axes.vlines(times, 0.1, 0.9, color=colour, linewidth=0.6,
+                    label=f'{outcome} ({len(times)} frames)')
+    axes.set_ylim(0.0, 3.0)
+    axes.set_yticks([0.5, 1.5], ['published', 'in view'])
+    axes.set_xlabel('seconds since the bag start')
+    axes.set_title(title)
+    axes.legend(loc='upper right', fontsize=7, ncol=len(DECISION_COLOURS))
+    return _save(figure, path)
+
+
+def plot_score_trace(times, cosines, is_subject, threshold, path, title):
+    """Draw each processed face's best cosine over time, marking whether it named the truth."""
+    figure, axes = _new_figure(TIMELINE_SIZE_INCHES)
+    times, cosines = np.asarray(times, np.float64), np.asarray(cosines, np.float64)
+    is_subject = np.asarray(is_subject, dtype=bool)
+    axes.plot(times[is_subject], cosines[is_subject], '.', markersize=2, color='tab:green',
+              label=f'best candidate is the person in view ({is_subject.sum()})')
+    axes.plot(times[~is_subject], cosines[~is_subject], '.', markersize=2, color='tab:red',
+              label=f'best candidate is someone else ({(~is_subject).sum()})')
+    axes.axhline(threshold, color='black', linestyle='--', label=f'threshold {threshold:.3f}')
+    axes.set_xlabel('seconds since the bag start')
+    axes.set_ylabel('best cosine similarity')
+    axes.set_title(title)
+    axes.legend(loc='lower right', fontsize=7)
+    return _save(figure, path)
+
+
+def plot_latency_histogram(latencies_ms, path, title):
+    """Draw per-frame latency distributions ``{label: milliseconds}`` with their medians."""
+    figure, axes = _new_figure()
+    values = [np.asarray(item, np.float64) for item in latencies_ms.values() if len(item)]
+    bins = np.histogram_bin_edges(np.concatenate(values), bins=60) if values else 10
+    for label, milliseconds in latencies_ms.items():
+        if len(milliseconds):
+            axes.hist(milliseconds, bins=bins, alpha=0.6,
+                      label=f'{label} (median {np.median(milliseconds):.1f} ms)')
+    axes.set_xlabel('milliseconds per frame')
+    axes.set_ylabel('frames')
+    axes.set_title(title)
+    axes.legend()
+    return _save(figure, path)
+
+
+def _new_figure(size=FIGURE_SIZE_INCHES):
+    figure = Figure(figsize=size, dpi=DPI, layout='tight')
     FigureCanvasAgg(figure)
     return figure, figure.add_subplot()
 

@@ -1,0 +1,161 @@
+# Copyright 2026 The face_id_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+``face-id ward-benchmark``: one command from LFW photos to ward-round numbers.
+
+It enrols some LFW people as patients through the enrolment quality gate (the code path of
+``face-id enroll``), synthesises a ward round in which they visit (with photos not used for
+enrolment) along with strangers, and replays it at both paces. The recipe
+(``config/ward_benchmark.yaml``) and the seed make the bag reproducible, so only the recipe
+is committed.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+import shutil
+
+from face_id_ros.core.errors import ConfigError, EnrolmentRejected, FaceIdError
+import numpy as np
+import yaml
+
+SETTINGS = ('patients', 'enrol_photos', 'visits_per_patient', 'strangers')
+
+
+def load_recipe(path=None):
+    """Read the benchmark recipe: its settings and its ``bag`` WardRecipe mapping."""
+    from face_id_ros.resources import package_share_file
+    path = path or package_share_file('config/ward_benchmark.yaml')
+    try:
+        recipe = yaml.safe_load(Path(path).read_text(encoding='utf-8')) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f'cannot read the ward benchmark recipe {path}: {error}')
+    unknown = sorted(set(recipe) - set(SETTINGS) - {'bag'})
+    if unknown:
+        raise ConfigError(f'{path}: unknown key(s) {unknown}; known: {[*SETTINGS, "bag"]}')
+    for name in SETTINGS:
+        if not isinstance(recipe.get(name), int) or recipe[name] < 0:
+            raise ConfigError(f'{path}: {name} must be a whole number >= 0')
+    return recipe
+
+
+def enrol_patients(pipeline, gallery, people, settings, seed, progress=True):
+    """
+    Enrol ``patients`` people with ``enrol_photos`` photos that pass the quality gate each.
+
+    People are tried in a seeded random order among those with enough photos; a person
+    whose photos fail the gate is passed over. Returns ({patient id: photos left for
+    visits}, the set of enrolled people's names).
+    """
+    from tqdm import tqdm
+    from face_id_ros.cli import read_image
+    from face_id_ros.core.quality import assess_photo
+    random = np.random.default_rng([seed, 10])
+    needed = settings['enrol_photos'] + settings['visits_per_patient']
+    eligible = sorted(name for name, photos in people.items() if len(photos) >= needed)
+    visit_photos, enrolled = {}, set()
+    bar = tqdm(total=settings['patients'], desc='enrol', unit='patient',
+               disable=not progress)
+    for name in random.permutation(eligible):
+        if len(visit_photos) == settings['patients']:
+            break
+        photos = list(random.permutation(people[name]))
+        samples, used = [], 0
+        while len(samples) < settings['enrol_photos'] and used < len(photos):
+            try:
+                samples.append((photos[used], assess_photo(read_image(photos[used]), pipeline,
+                                                           pipeline.config.quality)))
+            except EnrolmentRejected:
+                pass
+            used += 1
+        if len(samples) < settings['enrol_photos'] or \
+                len(photos) - used < settings['visits_per_patient']:
+            continue
+        patient_id = f'P-{len(visit_photos) + 1:04d}'
+        gallery.add_templates(patient_id, [sample.embedding for _, sample in samples],
+                              [str(photo) for photo, _ in samples],
+                              [sample.quality for _, sample in samples])
+        visit_photos[patient_id] = [str(photo) for photo in photos[used:]]
+        enrolled.add(name)
+        bar.update()
+    bar.close()
+    if len(visit_photos) < settings['patients']:
+        raise FaceIdError(f'only {len(visit_photos)} people have {settings["enrol_photos"]} '
+                          f'photos passing the quality gate and {settings["visits_per_patient"]}'
+                          ' more for visits')
+    return visit_photos, enrolled
+
+
+def run_ward_benchmark(args):
+    """Enrol, synthesise, replay at both paces; print and save the numbers."""
+    from face_id_ros.bag_eval import (CameraBag, evaluate_bag, fresh_output_bag,
+                                      print_report, write_outputs)
+    from face_id_ros.benchmarks import lfw_people
+    from face_id_ros.cli import load_config
+    from face_id_ros.core.gallery import Gallery
+    from face_id_ros.core.pipeline import Pipeline
+    from face_id_ros.labels import save_labels
+    from face_id_ros.wardbag import make_ward_bag, plan_visits, recipe_from_args
+    recipe = load_recipe(args.recipe)
+    settings = {name: getattr(args, name) if getattr(args, name) is not None else recipe[name]
+                for name in SETTINGS}
+    bag_recipe = recipe_from_args(args, recipe.get('bag'))
+    out = Path(args.out)
+    bag_path, gallery_path = out / 'ward_round', out / 'gallery.db'
+    _clear(out, bag_path, gallery_path)
+    config = load_config(args).replace(gallery={'path': str(gallery_path)})
+    pipeline = Pipeline(config)
+    people = lfw_people(Path(args.lfw) / 'images')
+    with Gallery.from_config(config.gallery, pipeline.embedder.fingerprint,
+                             pipeline.embedder.embedding_size) as gallery:
+        visit_photos, enrolled = enrol_patients(pipeline, gallery, people, settings,
+                                                bag_recipe.seed, not args.quiet)
+        pipeline.set_gallery(gallery.snapshot())
+    random = np.random.default_rng([bag_recipe.seed, 11])
+    others = sorted(set(people) - enrolled)
+    strangers = {name: people[name] for name in
+                 random.choice(others, min(settings['strangers'], len(others)), replace=False)}
+    visits = plan_visits(visit_photos, strangers, settings['visits_per_patient'],
+                         bag_recipe.seed)
+    intervals = make_ward_bag(bag_path, visits, bag_recipe, progress=not args.quiet)
+    save_labels(out / 'ward_round.labels.yaml', intervals)
+    print(f'ward round: {settings["patients"]} patients enrolled from '
+          f'{settings["enrol_photos"]} photos each, {len(visits) - len(strangers)} patient '
+          f'visits and {len(strangers)} stranger visits, {bag_recipe.storage} '
+          f'{bag_recipe.msgtype} at {bag_recipe.fps:g} frames/s (seed {bag_recipe.seed})')
+    bag = CameraBag(bag_path)
+    reports = {}
+    for pace in ('fast', 'recorded'):
+        report, records = evaluate_bag(bag, intervals, pipeline, pace,
+                                       fresh_output_bag(out / pace / 'patient_id'),
+                                       not args.quiet)
+        write_outputs(out / pace, report, records, intervals)
+        print_report(report)
+        reports[pace] = report
+    summary = {'settings': settings, 'bag': dataclasses.asdict(bag_recipe), **reports}
+    (out / 'report.json').write_text(json.dumps(summary, indent=2))
+    print(f'  reports, plots, labels, gallery and bags in {out}/')
+    return 0
+
+
+def _clear(out, bag_path, gallery_path):
+    """Remove the previous run's bag and gallery so a rerun starts from the recipe alone."""
+    out.mkdir(parents=True, exist_ok=True)
+    if bag_path.exists():
+        if not (bag_path / 'metadata.yaml').is_file():
+            raise FaceIdError(f'{bag_path} exists and is not a bag; choose another --out')
+        shutil.rmtree(bag_path)
+    if gallery_path.exists():
+        gallery_path.unlink()
