@@ -57,6 +57,18 @@ def add_commands(commands, add_common_options):
     add_common_options(parser, gallery=False)
     parser.set_defaults(handler=run_calibrate_landmarks)
 
+    parser = commands.add_parser(
+        'calibrate-threshold',
+        help='cosine threshold at a target false-accept rate, from two sets of other people')
+    parser.add_argument('model', help='embedder ONNX')
+    parser.add_argument('--faces-a', required=True, help='aligned face canvases, one set')
+    parser.add_argument('--faces-b', required=True, help='aligned faces of other people')
+    parser.add_argument('--count', type=int, default=2000, help='faces sampled from each set')
+    parser.add_argument('--far', type=float, default=1e-5, help='target pair false-accept rate')
+    parser.add_argument('--margin', type=int, default=8, help='canvas margin around the crop')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.set_defaults(handler=run_calibrate_threshold)
+
     parser = commands.add_parser('bench', help='per-stage latency, frame rate and memory')
     parser.add_argument('--size', default='640x480', help='frame size WIDTHxHEIGHT')
     parser.add_argument('--faces', type=int, default=1, help='faces per frame')
@@ -273,6 +285,37 @@ def run_calibrate_landmarks(args):
           f'pixels (template for comparison: {np.round(ARCFACE_TEMPLATE_112, 2).tolist()}):')
     for x, y in median:
         print(f'    ({x:.2f}, {y:.2f}),')
+    return 0
+
+
+def run_calibrate_threshold(args):
+    """
+    Print the cosine threshold that accepts ``--far`` of pairs of different people.
+
+    The two sets must hold different people (e.g. UTKFace and CelebA training faces, already
+    aligned in canvases with a margin): every cross pair is an impostor pair. Evaluation sets
+    are not used, so the threshold is not tuned on the data it is judged on.
+    """
+    from tqdm import tqdm
+    from face_id_ros.cli import image_files, read_image
+    from face_id_ros.core.embedding import OnnxEmbedder
+    embedder = OnnxEmbedder(args.model)
+    random = np.random.default_rng(args.seed)
+    width, height = embedder.input_size
+    sets = []
+    for folder in (args.faces_a, args.faces_b):
+        paths = image_files([folder])
+        chosen = random.choice(len(paths), min(args.count, len(paths)), replace=False)
+        rows = []
+        for index in tqdm(chosen, desc=Path(folder).name, unit='face'):
+            canvas = read_image(paths[index])
+            crop = canvas[args.margin:args.margin + height, args.margin:args.margin + width]
+            rows.append(embedder.embed(crop[None])[0])
+        sets.append(np.array(rows))
+    scores = (sets[0] @ sets[1].T).ravel()
+    threshold = float(np.quantile(scores, 1.0 - args.far))
+    print(f'{scores.size} impostor pairs: cosine mean {scores.mean():.4f}, max '
+          f'{scores.max():.4f}; threshold at FAR {args.far:g}: {threshold:.4f}')
     return 0
 
 
