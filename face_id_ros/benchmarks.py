@@ -168,12 +168,6 @@ def _print_pairs_report(report, out):
     print(f'  report, ROC and histogram in {out}/')
 
 
-def lfw_people(images_dir):
-    """Map each LFW person to their sorted photo paths."""
-    return {person.name: sorted(str(path) for path in person.glob('*.jpg'))
-            for person in sorted(Path(images_dir).iterdir()) if person.is_dir()}
-
-
 def run_eval_openset(args):
     """
     Enrol some LFW people, then identify their other photos and strangers' photos.
@@ -182,10 +176,11 @@ def run_eval_openset(args):
     single photos accepted as some patient, at the configured threshold and margin, plus a
     sweep of thresholds so an operating point can be chosen from numbers.
     """
+    from face_id_ros.cli import identity_folders
     from face_id_ros.core import evaluation
     from face_id_ros.core.gallery import Gallery
     from face_id_ros.core.matching import match
-    people = lfw_people(Path(args.lfw) / 'images')
+    people = identity_folders(Path(args.lfw) / 'images')
     random = np.random.default_rng(args.seed)
     eligible = [name for name, photos in people.items() if len(photos) >= args.min_photos]
     if len(eligible) < args.patients:

@@ -106,6 +106,19 @@ def image_files(paths):
     return found
 
 
+def identity_folders(root):
+    """Map each sub-folder of ``root`` (one per identity) to its sorted photo paths."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FaceIdError(f'{root} is not a folder of identity sub-folders')
+    people = {folder.name: [str(path) for path in image_files([folder])]
+              for folder in sorted(root.iterdir()) if folder.is_dir()}
+    people = {name: photos for name, photos in people.items() if photos}
+    if not people:
+        raise FaceIdError(f'{root} holds no identity sub-folders with photos')
+    return people
+
+
 def read_image(path):
     """Read an image file as BGR; raise FaceIdError if it is not a readable picture."""
     import cv2

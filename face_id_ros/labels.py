@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import math
 import re
 
-from face_id_ros.core.config import GalleryConfig
+from face_id_ros.core.config import GalleryConfig, read_yaml
 from face_id_ros.core.errors import FaceIdError
 import yaml
 
@@ -90,14 +90,7 @@ def parse_labels(mapping, source='labels', id_pattern=GalleryConfig().id_pattern
 
 def load_labels(path, id_pattern=GalleryConfig().id_pattern):
     """Read and validate a labels YAML file; raise FaceIdError saying what is wrong."""
-    try:
-        with open(path, encoding='utf-8') as stream:
-            mapping = yaml.safe_load(stream)
-    except OSError as error:
-        raise FaceIdError(f'cannot read labels {path}: {error.strerror}')
-    except yaml.YAMLError as error:
-        raise FaceIdError(f'labels {path} are not valid YAML: {error}')
-    return parse_labels(mapping, str(path), id_pattern)
+    return parse_labels(read_yaml(path, 'labels'), str(path), id_pattern)
 
 
 def save_labels(path, intervals):

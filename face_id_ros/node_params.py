@@ -23,11 +23,9 @@ YAML file, the command-line tool and the nodes can never disagree. No ROS here.
 """
 
 from dataclasses import dataclass, fields
-import os
 
-from face_id_ros.core.config import build_stage, PipelineConfig, setting
+from face_id_ros.core.config import build_stage, PipelineConfig, read_yaml, setting
 from face_id_ros.core.errors import ConfigError
-import yaml
 
 PARAMETER_SOURCE = 'parameters'
 # Parameters every rclpy node has; they are not the pipeline's.
@@ -117,14 +115,7 @@ def pipeline_config_from_ros_yaml(path, node_name):
     nested (``detector: {backend: ...}``) or dotted (``detector.backend: ...``); the node's
     own settings (camera topic...) are left out. Raises ConfigError naming the problem.
     """
-    path = os.path.expanduser(str(path))
-    try:
-        with open(path, encoding='utf-8') as stream:
-            document = yaml.safe_load(stream) or {}
-    except OSError as error:
-        raise ConfigError(f'cannot read config {path}: {error.strerror}')
-    except yaml.YAMLError as error:
-        raise ConfigError(f'config {path} is not valid YAML: {error}')
+    document = read_yaml(path) or {}
     document = document if isinstance(document, dict) else {}
     section = document.get(node_name, document.get('/**'))
     if not isinstance(section, dict) or not isinstance(section.get('ros__parameters'), dict):

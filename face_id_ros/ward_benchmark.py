@@ -27,9 +27,9 @@ import json
 from pathlib import Path
 import shutil
 
+from face_id_ros.core.config import read_yaml
 from face_id_ros.core.errors import ConfigError, EnrolmentRejected, FaceIdError
 import numpy as np
-import yaml
 
 SETTINGS = ('patients', 'enrol_photos', 'visits_per_patient', 'strangers')
 
@@ -38,10 +38,7 @@ def load_recipe(path=None):
     """Read the benchmark recipe: its settings and its ``bag`` WardRecipe mapping."""
     from face_id_ros.resources import package_share_file
     path = path or package_share_file('config/ward_benchmark.yaml')
-    try:
-        recipe = yaml.safe_load(Path(path).read_text(encoding='utf-8')) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f'cannot read the ward benchmark recipe {path}: {error}')
+    recipe = read_yaml(path, 'ward benchmark recipe') or {}
     unknown = sorted(set(recipe) - set(SETTINGS) - {'bag'})
     if unknown:
         raise ConfigError(f'{path}: unknown key(s) {unknown}; known: {[*SETTINGS, "bag"]}')
@@ -102,7 +99,7 @@ def run_ward_benchmark(args):
     """Enrol, synthesise, replay at both paces; print and save the numbers."""
     from face_id_ros.bag_eval import (CameraBag, evaluate_bag, fresh_output_bag,
                                       print_report, write_outputs)
-    from face_id_ros.benchmarks import lfw_people
+    from face_id_ros.cli import identity_folders
     from face_id_ros.cli import load_config
     from face_id_ros.core.gallery import Gallery
     from face_id_ros.core.pipeline import Pipeline
@@ -117,7 +114,7 @@ def run_ward_benchmark(args):
     _clear(out, bag_path, gallery_path)
     config = load_config(args).replace(gallery={'path': str(gallery_path)})
     pipeline = Pipeline(config)
-    people = lfw_people(Path(args.lfw) / 'images')
+    people = identity_folders(Path(args.lfw) / 'images')
     with Gallery.from_config(config.gallery, pipeline.embedder.fingerprint,
                              pipeline.embedder.embedding_size) as gallery:
         visit_photos, enrolled = enrol_patients(pipeline, gallery, people, settings,

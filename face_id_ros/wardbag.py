@@ -116,20 +116,6 @@ class Visit:
     photo: str
 
 
-def identity_folders(root):
-    """Map each sub-folder of ``root`` (one per identity) to its sorted photo paths."""
-    from face_id_ros.cli import image_files
-    root = Path(root)
-    if not root.is_dir():
-        raise FaceIdError(f'{root} is not a folder of identity sub-folders')
-    people = {folder.name: [str(path) for path in image_files([folder])]
-              for folder in sorted(root.iterdir()) if folder.is_dir()}
-    people = {name: photos for name, photos in people.items() if photos}
-    if not people:
-        raise FaceIdError(f'{root} holds no identity sub-folders with photos')
-    return people
-
-
 def plan_visits(patients, strangers, visits_per_patient, seed):
     """
     Return the visits of a round in a seeded random order.
@@ -486,6 +472,7 @@ def recipe_from_args(args, mapping=None):
 def run_make_ward_bag(args):
     """Write a synthetic ward round of the photo folders as a bag, and its labels."""
     import re
+    from face_id_ros.cli import identity_folders
     from face_id_ros.core.config import PipelineConfig
     from face_id_ros.resources import package_share_file
     patients = identity_folders(args.photos)

@@ -137,15 +137,7 @@ class PipelineConfig:
     @classmethod
     def from_yaml(cls, path):
         """Load a YAML file whose top level has one section per stage."""
-        path = os.path.expanduser(str(path))
-        try:
-            with open(path, encoding='utf-8') as stream:
-                mapping = yaml.safe_load(stream)
-        except OSError as error:
-            raise ConfigError(f'cannot read config {path}: {error.strerror}')
-        except yaml.YAMLError as error:
-            raise ConfigError(f'config {path} is not valid YAML: {error}')
-        return cls.from_dict(mapping, source=path)
+        return cls.from_dict(read_yaml(path), source=os.path.expanduser(str(path)))
 
     def replace(self, **sections):
         """Return a copy with some stages' values overridden (``{'detector': {...}}``)."""
@@ -153,6 +145,18 @@ class PipelineConfig:
         for name, values in sections.items():
             merged.setdefault(name, {}).update(values)
         return type(self).from_dict(merged, source='override')
+
+
+def read_yaml(path, what='config'):
+    """Read a YAML file; raise ConfigError saying which ``what`` could not be read or parsed."""
+    path = os.path.expanduser(str(path))
+    try:
+        with open(path, encoding='utf-8') as stream:
+            return yaml.safe_load(stream)
+    except OSError as error:
+        raise ConfigError(f'cannot read {what} {path}: {error.strerror}')
+    except yaml.YAMLError as error:
+        raise ConfigError(f'{what} {path} is not valid YAML: {error}')
 
 
 def build_stage(stage_cls, mapping, source):

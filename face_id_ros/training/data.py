@@ -36,14 +36,13 @@ from pathlib import Path
 import time
 
 import cv2
-from face_id_ros.core.config import build_stage, setting
+from face_id_ros.core.config import build_stage, read_yaml, setting
 from face_id_ros.core.errors import ConfigError, FaceIdError, ImageDecodeError
 import numpy as np
 import onnxruntime
 import torch
 from torch.nn import functional
 from tqdm import tqdm
-import yaml
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 CANVAS_SIZE = 128
@@ -414,9 +413,8 @@ def main(argv=None):
     parser.add_argument('--threads', type=int, default=2, help='decoder and teacher threads')
     args = parser.parse_args(argv)
     try:
-        with open(args.recipe, encoding='utf-8') as stream:
-            config = DataConfig.from_dict((yaml.safe_load(stream) or {}).get('data'),
-                                          f'{args.recipe}: data')
+        config = DataConfig.from_dict((read_yaml(args.recipe, 'recipe') or {}).get('data'),
+                                      f'{args.recipe}: data')
         prepare(config, args.force, args.threads)
     except (FaceIdError, OSError) as error:
         raise SystemExit(f'error: {error}')

@@ -35,7 +35,7 @@ import os
 from pathlib import Path
 import time
 
-from face_id_ros.core.config import build_stage, setting
+from face_id_ros.core.config import build_stage, read_yaml, setting
 from face_id_ros.core.errors import ConfigError, FaceIdError
 from face_id_ros.training.backbones import Backbone, BackboneConfig
 from face_id_ros.training.data import (
@@ -113,11 +113,7 @@ class Recipe:
 
 def load_recipe(path, overrides=()):
     """Load a recipe YAML; ``overrides`` are ``'section.key=value'`` strings (YAML values)."""
-    try:
-        with open(path, encoding='utf-8') as stream:
-            mapping = yaml.safe_load(stream) or {}
-    except OSError as error:
-        raise ConfigError(f'cannot read recipe {path}: {error.strerror}')
+    mapping = read_yaml(path, 'recipe') or {}
     for override in overrides:
         key, separator, value = override.partition('=')
         section, dot, name = key.partition('.')
