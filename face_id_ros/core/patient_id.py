@@ -22,8 +22,11 @@ candidate's, so the list stays sorted. The other candidates follow, best first, 
 
 from dataclasses import dataclass
 
-UNKNOWN = 'unknown'
-PENDING = 'pending'
+from face_id_ros.core.matching import UNKNOWN
+from face_id_ros.core.tracking import CONFIRMED, PENDING
+
+__all__ = ['CONFIRMED', 'Hypothesis', 'PatientDetection', 'PENDING', 'UNKNOWN',
+           'patient_detections']
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,11 @@ def patient_detections(result):
         candidates = tuple(Hypothesis(candidate.patient_id, float(candidate.score))
                            for candidate in face.candidates)
         best_score = candidates[0].score if candidates else 0.0
-        if face.status == 'confirmed':
+        if face.status == CONFIRMED:
             decision = Hypothesis(face.patient_id, best_score)
             others = tuple(item for item in candidates if item.class_id != face.patient_id)
         else:
-            decision = Hypothesis(UNKNOWN if face.status == 'unknown' else PENDING,
+            decision = Hypothesis(UNKNOWN if face.status == UNKNOWN else PENDING,
                                   best_score)
             others = candidates
         detections.append(PatientDetection(face.track_id, (x1 + x2) / 2.0, (y1 + y2) / 2.0,
