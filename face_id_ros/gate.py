@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass, field
 import json
 
 from face_id_ros.core.config import setting
-from face_id_ros.core.patient_id import PENDING, UNKNOWN
+from face_id_ros.core.patient_id import (Hypothesis, PatientDetection, PENDING,
+                                         UNKNOWN)
 from face_id_ros.node_status import stamp_seconds
 
 GRANT = 'grant'
@@ -52,19 +53,6 @@ class GateConfig:
     min_confirmed_frames: int = setting(
         2, 'Consecutive /patient_id frames that must show the same track confirmed as the '
         'patient.', 1, 100)
-
-
-@dataclass(frozen=True)
-class FaceInView:
-    """One face of a /patient_id frame: track and hypotheses ((class id, score), ...)."""
-
-    track_id: str
-    hypotheses: tuple
-
-    @property
-    def class_id(self):
-        """Return the decision: a confirmed patient id, ``unknown`` or ``pending``."""
-        return self.hypotheses[0][0] if self.hypotheses else PENDING
 
 
 @dataclass(frozen=True)
@@ -115,9 +103,12 @@ class Decision:
 def face_frame_from_message(msg):
     """Turn a vision_msgs/Detection2DArray (rclpy or rosbags) into a FaceFrame."""
     faces = tuple(
-        FaceInView(detection.id, tuple((result.hypothesis.class_id,
-                                        float(result.hypothesis.score))
-                                       for result in detection.results))
+        PatientDetection(detection.id, detection.bbox.center.position.x,
+                         detection.bbox.center.position.y, detection.bbox.size_x,
+                         detection.bbox.size_y,
+                         tuple(Hypothesis(result.hypothesis.class_id,
+                                          float(result.hypothesis.score))
+                               for result in detection.results))
         for detection in msg.detections)
     return FaceFrame(stamp_seconds(msg.header.stamp), faces)
 
@@ -237,7 +228,8 @@ class MedicationGate:
                 'frame_stamp': self.frame.stamp,
                 'age_s': round(now - self.frame.stamp, 3),
                 'faces_in_view': [{'track': face.track_id,
-                                   'hypotheses': [list(item) for item in face.hypotheses]}
+                                   'hypotheses': [[item.class_id, item.score]
+                                                  for item in face.hypotheses]}
                                   for face in self.frame.faces],
                 'confirmed_frames': self._streak_count,
                 'confirmed_frame_stamps': list(self._streak_stamps),

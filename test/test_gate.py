@@ -18,9 +18,9 @@ import json
 
 from face_id_ros.core.config import PipelineConfig
 from face_id_ros.core.gallery import Gallery
-from face_id_ros.core.patient_id import patient_detections
+from face_id_ros.core.patient_id import Hypothesis, patient_detections, PatientDetection
 from face_id_ros.core.pipeline import Pipeline
-from face_id_ros.gate import (DENY, face_frame_from_message, FaceFrame, FaceInView, GateConfig,
+from face_id_ros.gate import (DENY, face_frame_from_message, FaceFrame, GateConfig,
                               GRANT, MedicationGate, model_info_from_message, ModelInfo)
 from face_id_ros.node_status import LoadedModel, vision_info_fields
 from face_id_ros.ros_messages import build_detection_array, rosbags_typestore
@@ -31,8 +31,14 @@ MODEL = ModelInfo('tiny-test 0 sha256:0123', '/ward/gallery.db', 7)
 NOW = 1000.0
 
 
+def face(track, *hypotheses):
+    """Return a /patient_id face with the given (class id, score) hypotheses."""
+    return PatientDetection(track, 320.0, 240.0, 120.0, 120.0,
+                            tuple(Hypothesis(class_id, score) for class_id, score in hypotheses))
+
+
 def confirmed(track='face-3', patient='P-0042', score=0.93):
-    return FaceInView(track, ((patient, score), ('P-0007', 0.61)))
+    return face(track, (patient, score), ('P-0007', 0.61))
 
 
 def ready_gate(config=None):
@@ -86,9 +92,9 @@ def _no_wristband(gate):
     (lambda gate: gate.observe(FaceFrame(NOW + 0.05, ())), 'nobody in view'),
     (lambda gate: gate.observe(FaceFrame(NOW + 0.05, (confirmed(), confirmed('face-4')))),
      '2 faces in view: the identity is ambiguous'),
-    (lambda gate: gate.observe(FaceFrame(NOW + 0.05, (FaceInView(
-        'face-3', (('unknown', 0.7), ('P-0042', 0.7))),))), 'matches no enrolled patient'),
-    (lambda gate: gate.observe(FaceFrame(NOW + 0.05, (FaceInView('face-3', ()),))),
+    (lambda gate: gate.observe(FaceFrame(NOW + 0.05, (face(
+        'face-3', ('unknown', 0.7), ('P-0042', 0.7)),))), 'matches no enrolled patient'),
+    (lambda gate: gate.observe(FaceFrame(NOW + 0.05, (face('face-3'),))),
      'not confirmed yet'),
     (lambda gate: gate.observe(FaceFrame(NOW + 0.05, (confirmed(patient='P-0007'),))),
      'the face is P-0007, but the order is for P-0042'),
@@ -126,7 +132,7 @@ def test_an_older_frame_arriving_late_is_ignored():
 def test_the_streak_restarts_when_the_track_or_the_patient_changes():
     gate = ready_gate(GateConfig(min_confirmed_frames=3))
     assert gate.decide(NOW).granted
-    gate.observe(FaceFrame(NOW + 0.1, (FaceInView('face-3', (('pending', 0.8),)),)))
+    gate.observe(FaceFrame(NOW + 0.1, (face('face-3', ('pending', 0.8)),)))
     gate.observe(FaceFrame(NOW + 0.2, (confirmed(),)))
     gate.observe(FaceFrame(NOW + 0.3, (confirmed(),)))
     assert 'confirmed in 2 consecutive frame(s), needs 3' in gate.decide(NOW + 0.3).reason

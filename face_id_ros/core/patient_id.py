@@ -48,6 +48,11 @@ class PatientDetection:
     size_y: float
     hypotheses: tuple
 
+    @property
+    def class_id(self):
+        """Return the decision: a confirmed patient id, ``unknown`` or ``pending``."""
+        return self.hypotheses[0].class_id if self.hypotheses else PENDING
+
 
 def patient_detections(result):
     """Turn a pipeline ``FrameResult`` into the faces of one ``/patient_id`` message."""
