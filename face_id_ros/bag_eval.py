@@ -42,6 +42,7 @@ import time
 
 from face_id_ros.core.errors import FaceIdError, ImageDecodeError
 from face_id_ros.labels import NOBODY, STRANGER
+from face_id_ros.node_status import stamp_seconds
 import numpy as np
 import yaml
 
@@ -230,7 +231,7 @@ class Replay:
         except ImageDecodeError:
             self.undecodable += 1  # the node skips such frames too
             return
-        stamp = message.header.stamp.sec + message.header.stamp.nanosec * 1e-9
+        stamp = stamp_seconds(message.header.stamp)
         decoded = time.perf_counter()
         result = self.pipeline.process(image, stamp)
         done = time.perf_counter()
