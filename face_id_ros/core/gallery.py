@@ -25,6 +25,7 @@ one object.
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 import os
 from pathlib import Path
 import re
@@ -94,9 +95,9 @@ class GallerySnapshot:
         """Length of each template."""
         return self.templates.shape[1]
 
-    @property
+    @cached_property
     def template_starts(self):
-        """Index of each patient's first template (for ``np.maximum.reduceat``)."""
+        """Index of each patient's first template (for ``np.maximum.reduceat``), once."""
         return np.searchsorted(self.owners, np.arange(len(self.patient_ids)))
 
 
