@@ -21,13 +21,13 @@ from face_id_ros.core.model_metadata import ARCFACE_TEMPLATE_112
 import numpy as np
 
 # Where BlazeFace puts its 4 keypoints on faces aligned to the ArcFace 112 template: the
-# median over 1,499 CelebA training faces aligned by YuNet, from `face-id calibrate-landmarks
+# median over 1,496 CelebA training faces aligned by YuNet, from `face-id calibrate-landmarks
 # ../shared/data/train/celeba299`. Its nose and eye points sit lower than the ArcFace ones.
 BLAZEFACE_POINTS_IN_ARCFACE_112 = (
-    (38.73, 53.82),
-    (74.79, 54.18),
-    (56.20, 77.11),
-    (56.23, 93.46),
+    (38.83, 53.77),
+    (74.86, 54.21),
+    (56.36, 77.10),
+    (56.26, 93.35),
 )
 
 
