@@ -33,8 +33,10 @@ needed to process every frame (frames x mean per-frame latency): at 1 or more, a
 up with the camera and drops nothing.
 """
 
+import collections
 import contextlib
 from dataclasses import dataclass, field
+import multiprocessing
 from pathlib import Path
 import shutil
 import threading
@@ -143,10 +145,19 @@ def _storage_identifier(reader):
 class Replay:
     """Feed a camera bag through a pipeline at one pace; keep what it would have published."""
 
-    def __init__(self, bag, pipeline, output_bag=None, progress=True):
-        """Prepare the replay; ``output_bag`` is where the ``/patient_id`` bag goes."""
+    def __init__(self, bag, pipeline, output_bag=None, progress=True, workers=1):
+        """
+        Prepare the replay; ``output_bag`` is where the ``/patient_id`` bag goes.
+
+        With ``workers`` > 1 the fast pace describes frames (decode, detect, align, embed) in
+        that many processes, each with its own pipeline built from the same config, and
+        matches and tracks them here in recorded order: the tracker sees what it would see
+        with one worker.
+        """
         from face_id_ros.ros_messages import rosbags_typestore
-        self.bag, self.pipeline = bag, pipeline
+        if workers < 1:
+            raise FaceIdError(f'workers must be at least 1, got {workers}')
+        self.bag, self.pipeline, self.workers = bag, pipeline, workers
         self.typestore = rosbags_typestore()
         self.output_bag, self.progress = output_bag, progress
         self.records, self.frame_seconds, self.undecodable = [], [], 0
@@ -166,10 +177,16 @@ class Replay:
                                                              self.bag.storage))
                 self._connection = self._writer.add_connection(PATIENT_ID_TOPIC,
                                                                DETECTION_ARRAY)
+            pool = None
+            if pace == 'fast' and self.workers > 1:
+                pool = stack.enter_context(_describer_pool(self.pipeline.config, self.workers))
             bar = stack.enter_context(tqdm(total=self.bag.count, desc=f'eval-bag {pace}',
                                            unit='frame', disable=not self.progress))
             started = time.perf_counter()
-            dropped = self._run_fast(bar) if pace == 'fast' else self._run_recorded(bar)
+            if pool is not None:
+                dropped = self._run_pooled(bar, pool)
+            else:
+                dropped = self._run_fast(bar) if pace == 'fast' else self._run_recorded(bar)
             wall = time.perf_counter() - started
         self._writer = None
         return wall, dropped
@@ -180,6 +197,30 @@ class Replay:
             self._process(frame, time.perf_counter())
             bar.update()
         return 0
+
+    def _run_pooled(self, bar, pool):
+        """Describe frames in the pool, a bounded window ahead; conclude them in order."""
+        window = collections.deque()
+        for frame in self.bag.frames():
+            self.frame_seconds.append(frame.seconds)
+            window.append((frame, time.perf_counter(),
+                           pool.apply_async(_describe_in_worker, (frame,))))
+            if len(window) > WINDOW_PER_WORKER * self.workers:
+                self._conclude_pooled(*window.popleft())
+                bar.update()
+        while window:
+            self._conclude_pooled(*window.popleft())
+            bar.update()
+        return 0
+
+    def _conclude_pooled(self, frame, arrived, pending):
+        described = pending.get()
+        if described is None:
+            self.undecodable += 1
+            return
+        batch, describe_ms = described
+        message = self.typestore.deserialize_cdr(frame.raw, frame.msgtype)
+        self._finish(frame, message, batch, describe_ms, arrived)
 
     def _run_recorded(self, bar):
         """Offer frames at their recorded times from a feeder thread; process the newest."""
@@ -214,39 +255,93 @@ class Replay:
         return slot.dropped
 
     def _process(self, frame, arrived, clock_zero=None):
+        """Describe one frame here, then conclude it (see ``_finish``)."""
+        started = time.perf_counter()
+        described = describe_frame(self.pipeline, self.typestore, frame)
+        if described is None:
+            self.undecodable += 1  # the node skips such frames too
+            return
+        message, batch = described
+        self._finish(frame, message, batch, (time.perf_counter() - started) * 1000.0,
+                     arrived, clock_zero)
+
+    def _finish(self, frame, message, batch, describe_ms, arrived, clock_zero=None):
         """
-        Decode and process one frame; record it and write what would be published.
+        Match and track a described frame; record it and write what would be published.
 
         ``arrived`` is when the frame was offered (perf_counter seconds). With the replay's
         ``clock_zero`` the frame is done at that clock's reading; without (fast pace), at its
         recorded time plus its processing latency.
         """
-        from face_id_ros.core.image_codec import decode_any
         from face_id_ros.core.patient_id import patient_detections
         from face_id_ros.ros_messages import build_detection_array
         started = time.perf_counter()
-        message = self.typestore.deserialize_cdr(frame.raw, frame.msgtype)
-        try:
-            image = decode_any(message)
-        except ImageDecodeError:
-            self.undecodable += 1  # the node skips such frames too
-            return
-        stamp = stamp_seconds(message.header.stamp)
-        decoded = time.perf_counter()
-        result = self.pipeline.process(image, stamp)
+        result = self.pipeline.conclude(batch, stamp_seconds(message.header.stamp))
         done = time.perf_counter()
-        done_seconds = (frame.seconds + done - started if clock_zero is None
+        latency_ms = describe_ms + (done - started) * 1000.0
+        done_seconds = (frame.seconds + latency_ms / 1000.0 if clock_zero is None
                         else done - clock_zero)
-        self.records.append(FrameRecord(frame.seconds, done_seconds,
-                                        (done - started) * 1000.0, (done - arrived) * 1000.0,
-                                        face_records(result),
-                                        {'decode': (decoded - started) * 1000.0,
-                                         **result.timings_ms}))
+        self.records.append(FrameRecord(frame.seconds, done_seconds, latency_ms,
+                                        (done - arrived) * 1000.0, face_records(result),
+                                        result.timings_ms))
         if self._writer:
             array = build_detection_array(self.typestore.types, message.header,
                                           patient_detections(result))
             self._writer.write(self._connection,
                                self.bag.start_ns + round(done_seconds * 1e9), array)
+
+
+def describe_frame(pipeline, typestore, frame):
+    """Deserialise, decode and describe a CameraFrame; return (message, FaceBatch) or None."""
+    from face_id_ros.core.image_codec import decode_any
+    started = time.perf_counter()
+    message = typestore.deserialize_cdr(frame.raw, frame.msgtype)
+    try:
+        image = decode_any(message)
+    except ImageDecodeError:
+        return None
+    decoded = time.perf_counter()
+    batch = pipeline.describe(image)
+    batch.timings_ms = {'decode': (decoded - started) * 1000.0, **batch.timings_ms}
+    return message, batch
+
+
+# Worker processes of the pooled fast pace: each builds its own pipeline once.
+WINDOW_PER_WORKER = 4     # frames in flight per worker: enough to keep each one busy
+WORKER_START_S = 120.0
+_worker = {}
+
+
+@contextlib.contextmanager
+def _describer_pool(config, workers):
+    """Start ``workers`` spawned processes with a pipeline each; wait until all are ready."""
+    context = multiprocessing.get_context('spawn')  # mediapipe's threads do not survive fork
+    ready = context.Barrier(workers + 1)
+    with context.Pool(workers, _start_worker, (config, ready)) as pool:
+        try:
+            ready.wait(WORKER_START_S)
+        except threading.BrokenBarrierError:
+            raise FaceIdError(f'{workers} replay workers did not start within '
+                              f'{WORKER_START_S:.0f} s')
+        yield pool
+
+
+def _start_worker(config, ready):
+    from face_id_ros.core.pipeline import Pipeline
+    from face_id_ros.ros_messages import rosbags_typestore
+    _worker['pipeline'], _worker['typestore'] = Pipeline(config), rosbags_typestore()
+    ready.wait(WORKER_START_S)
+
+
+def _describe_in_worker(frame):
+    """Describe one frame; return (FaceBatch without crops, milliseconds) or None."""
+    started = time.perf_counter()
+    described = describe_frame(_worker['pipeline'], _worker['typestore'], frame)
+    if described is None:
+        return None
+    batch = described[1]
+    batch.crops = None  # the main process never needs them: less to pickle
+    return batch, (time.perf_counter() - started) * 1000.0
 
 
 def face_records(result):
@@ -341,14 +436,15 @@ def _spread(values, digits):
             'max': round(float(np.max(values)), digits)}
 
 
-def evaluate_bag(bag, intervals, pipeline, pace='fast', output_bag=None, progress=True):
+def evaluate_bag(bag, intervals, pipeline, pace='fast', output_bag=None, progress=True,
+                 workers=1):
     """
     Replay ``bag`` (a CameraBag) at ``pace`` and score it against the label intervals.
 
     Returns (report dict, frame records). ``output_bag``, when given, receives the
     ``/patient_id`` Detection2DArray messages, stamped with the source images' headers.
     """
-    replay = Replay(bag, pipeline, output_bag, progress)
+    replay = Replay(bag, pipeline, output_bag, progress, workers)
     wall, dropped = replay.run(pace)
     records, frame_seconds = replay.records, replay.frame_seconds
     visits = score_visits(intervals, records, frame_seconds)
@@ -364,6 +460,7 @@ def evaluate_bag(bag, intervals, pipeline, pace='fast', output_bag=None, progres
         'detector': f'{pipeline.config.detector.backend}/'
                     f'{pipeline.config.detector.blazeface_range}',
         'threads': pipeline.config.embedder.threads,
+        'workers': workers if pace == 'fast' else 1,
         'threshold': pipeline.threshold, 'margin': pipeline.config.matcher.margin,
         'gallery_revision': pipeline.snapshot.revision,
         'frames': len(frame_seconds), 'processed': len(records), 'dropped': int(dropped),
@@ -461,7 +558,8 @@ def print_report(report):
     latency = report['latency_ms']
     if latency['median'] is not None:
         print(f'  latency per frame: median {latency["median"]:.1f} ms, p95 '
-              f'{latency["p95"]:.1f} ms; {report["frames_per_s"]:.1f} frames/s processed; '
+              f'{latency["p95"]:.1f} ms; {report["frames_per_s"]:.1f} frames/s processed '
+              f'({report["workers"]} worker(s)); '
               f'real-time factor {report["real_time_factor"]:.2f}')
         print('  median ms per stage: ' + ', '.join(
             f'{stage} {value:.1f}' for stage, value in report['stage_median_ms'].items()))
@@ -492,6 +590,8 @@ def add_commands(commands, add_common_options):
     parser.add_argument('--topic', help='camera topic (default: the only image topic)')
     parser.add_argument('--pace', choices=PACES, default='fast',
                         help="fast: every frame; recorded: the node's newest-frame policy")
+    parser.add_argument('--workers', type=int, default=1,
+                        help='fast pace: describe frames in this many processes')
     parser.add_argument('--out', default='eval_bag', help='folder for report, plots and bag')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     add_common_options(parser)
@@ -506,6 +606,7 @@ def add_commands(commands, add_common_options):
     parser.add_argument('--enrol-photos', type=int)
     parser.add_argument('--visits-per-patient', type=int)
     parser.add_argument('--strangers', type=int)
+    parser.add_argument('--workers', type=int, help='fast pace: describing processes')
     parser.add_argument('--out', default='ward_benchmark', help='folder for every output')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     wardbag.add_arguments(parser)
@@ -527,7 +628,8 @@ def run_eval_bag(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report, records = evaluate_bag(bag, intervals, pipeline, args.pace,
-                                   fresh_output_bag(out / 'patient_id'), not args.quiet)
+                                   fresh_output_bag(out / 'patient_id'), not args.quiet,
+                                   args.workers)
     write_outputs(out, report, records, intervals)
     print_report(report)
     print(f'  report, plots and the /patient_id bag in {out}/')

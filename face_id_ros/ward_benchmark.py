@@ -31,7 +31,7 @@ from face_id_ros.core.config import read_yaml
 from face_id_ros.core.errors import ConfigError, EnrolmentRejected, FaceIdError
 import numpy as np
 
-SETTINGS = ('patients', 'enrol_photos', 'visits_per_patient', 'strangers')
+SETTINGS = ('patients', 'enrol_photos', 'visits_per_patient', 'strangers', 'workers')
 
 
 def load_recipe(path=None):
@@ -137,7 +137,7 @@ def run_ward_benchmark(args):
     for pace in ('fast', 'recorded'):
         report, records = evaluate_bag(bag, intervals, pipeline, pace,
                                        fresh_output_bag(out / pace / 'patient_id'),
-                                       not args.quiet)
+                                       not args.quiet, settings['workers'])
         write_outputs(out / pace, report, records, intervals)
         print_report(report)
         reports[pace] = report

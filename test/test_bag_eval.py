@@ -116,6 +116,35 @@ def test_output_bag_holds_detection_arrays_with_the_source_headers(tmp_path, tin
     assert metadata['rosbag2_bagfile_information']['version'] == 5
 
 
+def test_worker_processes_change_the_speed_not_the_decisions(tmp_path, tiny_model, portrait):
+    bag, intervals = portrait_bag(tmp_path, portrait, ['P-0001', 'stranger'],
+                                  encoding='jpeg')
+    pipeline = enrolled_pipeline(tiny_model, tmp_path / 'gallery.db', portrait)
+    alone, alone_records = evaluate_bag(CameraBag(bag), intervals, pipeline, 'fast',
+                                        progress=False)
+    pooled, pooled_records = evaluate_bag(CameraBag(bag), intervals, pipeline, 'fast',
+                                          output_bag=tmp_path / 'out', progress=False,
+                                          workers=2)
+    assert (alone['workers'], pooled['workers']) == (1, 2)
+    # Only the times differ: they include each frame's processing latency.
+    outcomes = [visit['outcome'] for visit in alone['visits']]
+    assert outcomes[0] == 'correct'
+    assert [visit['outcome'] for visit in pooled['visits']] == outcomes
+    assert decisions(pooled_records) == decisions(alone_records)  # track ids keep counting
+    assert [record.seconds for record in pooled_records] == [
+        record.seconds for record in alone_records]
+    assert set(pooled['stage_median_ms']) == {'decode', 'detect', 'align', 'embed', 'match'}
+    assert len(read_messages(tmp_path / 'out')) == pooled['processed'] == len(pooled_records)
+    with pytest.raises(FaceIdError, match='workers'):
+        evaluate_bag(CameraBag(bag), intervals, pipeline, 'fast', progress=False, workers=0)
+
+
+def decisions(records):
+    """Return each frame's face decisions, without the track ids."""
+    return [[(face.status, face.patient_id, face.best_id, face.best_cosine)
+             for face in record.faces] for record in records]
+
+
 def test_recorded_pace_keeps_up_with_a_slow_camera(tmp_path, tiny_model, portrait):
     bag, intervals = portrait_bag(tmp_path, portrait, ['P-0001'], fps=5.0)
     pipeline = enrolled_pipeline(tiny_model, tmp_path / 'gallery.db', portrait)

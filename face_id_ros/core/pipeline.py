@@ -96,14 +96,22 @@ class Pipeline:
 
     def process(self, image, stamp):
         """Run every stage on one frame with its stamp (seconds); return a FrameResult."""
+        return self.conclude(self.describe(image), stamp)
+
+    def conclude(self, batch, stamp):
+        """
+        Match and track one frame's described faces; return a FrameResult.
+
+        ``describe`` needs no state, so replays may run it in worker processes; ``conclude``
+        holds the tracker and must see the frames in order.
+        """
         snapshot = self.snapshot
-        batch = self.describe(image)
         started = time.perf_counter()
         matches = match(batch.embeddings, snapshot, self.config.matcher, self.threshold)
         boxes = np.array([face.box for face in batch.faces], np.float32).reshape(-1, 4)
         tracked = self.tracker.update(stamp, boxes, matches)
-        batch.timings_ms['match'] = _elapsed_ms(started)
-        return FrameResult(stamp, tracked, list(boxes), batch.timings_ms, snapshot.revision)
+        timings = {**batch.timings_ms, 'match': _elapsed_ms(started)}
+        return FrameResult(stamp, tracked, list(boxes), timings, snapshot.revision)
 
 
 def _elapsed_ms(started):
