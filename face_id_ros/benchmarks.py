@@ -90,16 +90,17 @@ def _pipeline(args, **overrides):
     return Pipeline(config)
 
 
-def embed_photos(pipeline, paths, description):
+def align_photos(pipeline, paths, description):
     """
-    Embed the central face of each photo; return (embeddings, count of centre-crop fallbacks).
+    Align the central face of each photo; return (crops, count of centre-crop fallbacks).
 
     The labelled person of a loosely cropped photo is the face nearest the centre. When the
     detector finds none, the central square is used: a photo is never dropped.
     """
     from tqdm import tqdm
     from face_id_ros.cli import read_image
-    embeddings = np.zeros((len(paths), pipeline.embedder.embedding_size), np.float32)
+    width, height = pipeline.embedder.input_size
+    crops = np.zeros((len(paths), height, width, 3), np.uint8)
     fallbacks = 0
     for index, path in enumerate(tqdm(paths, desc=description, unit='photo')):
         image = read_image(path)
@@ -111,36 +112,63 @@ def embed_photos(pipeline, paths, description):
             landmarks = face.landmarks
         else:
             fallbacks += 1
-            landmarks = centre_landmarks(image, pipeline.template, pipeline.embedder.input_size)
-        embeddings[index] = pipeline.embedder.embed(pipeline.align(image, [landmarks]))[0]
-    return embeddings, fallbacks
+            landmarks = centre_landmarks(image, pipeline.template, (width, height))
+        crops[index] = pipeline.align(image, [landmarks])[0]
+    return crops, fallbacks
 
 
-def run_eval_pairs(args):
-    """LFW View 2: threshold on 9 folds, score the 10th; cosine and Euclidean."""
-    from face_id_ros import plots
+def embed_photos(pipeline, paths, description):
+    """Embed the central face of each photo; return (embeddings, centre-crop fallbacks)."""
+    crops, fallbacks = align_photos(pipeline, paths, description)
+    return embed_crops(pipeline.embedder, crops), fallbacks
+
+
+def embed_crops(embedder, crops, chunk=256):
+    """Embed aligned crops a chunk at a time (bounded memory); return ``(N, D)``."""
+    return np.concatenate([embedder.embed(crops[start:start + chunk])
+                           for start in range(0, len(crops), chunk)]
+                          or [np.zeros((0, embedder.embedding_size), np.float32)])
+
+
+def lfw_photos(lfw):
+    """Return (pairs, sorted unique photo paths) of LFW View 2 under the folder ``lfw``."""
     from face_id_ros.core import evaluation
-    lfw = Path(args.lfw)
+    lfw = Path(lfw)
     pairs = evaluation.read_lfw_pairs(lfw / 'pairs.txt', lfw / 'images')
-    pipeline = _pipeline(args, embedder={'flip_sum': bool(args.flip_sum)})
-    paths = sorted({pair.path_a for pair in pairs} | {pair.path_b for pair in pairs})
-    embeddings, fallbacks = embed_photos(pipeline, paths, 'embed LFW')
+    return pairs, sorted({pair.path_a for pair in pairs} | {pair.path_b for pair in pairs})
+
+
+def lfw_verification(pairs, paths, embeddings):
+    """Return (cosine scores, same flags, {metric: 10-fold result}) of embedded LFW photos."""
+    from face_id_ros.core import evaluation
     row = {path: index for index, path in enumerate(paths)}
     first = embeddings[[row[pair.path_a] for pair in pairs]]
     second = embeddings[[row[pair.path_b] for pair in pairs]]
     cosine, euclidean = evaluation.pair_scores(first, second)
     same = np.array([pair.same for pair in pairs])
     folds = np.array([pair.fold for pair in pairs])
-    report = {'model': pipeline.embedder.metadata.name,
-              'model_version': pipeline.embedder.metadata.version,
-              'detector': pipeline.config.detector.backend,
-              'flip_sum': bool(args.flip_sum), 'images': len(paths),
-              'centre_crop_fallbacks': fallbacks, 'pairs': len(pairs)}
+    results = {}
     for name, scores, higher in (('cosine', cosine, True), ('euclidean', euclidean, False)):
         result = evaluation.kfold_verification(scores, same, folds, higher_is_better=higher)
         tar, threshold = evaluation.tar_at_far(scores, same, 1e-3, higher_is_better=higher)
         result.update(tar_at_far_1e_3=tar, threshold_at_far_1e_3=threshold)
-        report[name] = _jsonable(result)
+        results[name] = _jsonable(result)
+    return cosine, same, results
+
+
+def run_eval_pairs(args):
+    """LFW View 2: threshold on 9 folds, score the 10th; cosine and Euclidean."""
+    from face_id_ros import plots
+    from face_id_ros.core import evaluation
+    pairs, paths = lfw_photos(args.lfw)
+    pipeline = _pipeline(args, embedder={'flip_sum': bool(args.flip_sum)})
+    embeddings, fallbacks = embed_photos(pipeline, paths, 'embed LFW')
+    cosine, same, results = lfw_verification(pairs, paths, embeddings)
+    report = {'model': pipeline.embedder.metadata.name,
+              'model_version': pipeline.embedder.metadata.version,
+              'detector': pipeline.config.detector.backend,
+              'flip_sum': bool(args.flip_sum), 'images': len(paths),
+              'centre_crop_fallbacks': fallbacks, 'pairs': len(pairs), **results}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     far, tar, _ = evaluation.roc_curve(cosine, same)

@@ -19,16 +19,18 @@ import math
 from pathlib import Path
 
 import cv2
+from face_id_ros.core.errors import ConfigError
 from face_id_ros.core.model_metadata import METADATA_KEY, ModelMetadata
 from matplotlib import cbook
 import numpy as np
 import onnxruntime
 import pytest
+import yaml
 
 torch = pytest.importorskip('torch')
 
 # The training side needs torch, so it is imported only once torch is known to be there.
-from face_id_ros.training import backbones, data, losses  # noqa: E402, I100
+from face_id_ros.training import ablation, backbones, data, losses  # noqa: E402, I100
 from face_id_ros.training.export import random_init_model  # noqa: E402
 from face_id_ros.training.train import load_recipe, Trainer  # noqa: E402
 
@@ -237,3 +239,59 @@ def test_smoke_training_resumes_exactly_and_exports(face_pack, tmp_path):
         expected = torch.nn.functional.normalize(model.eval()(inputs)).numpy()
     actual = session.run(None, {'input': inputs.numpy()})[0]
     assert np.abs(actual - expected).max() < 1e-4
+
+
+def tiny_lfw(folder, portrait):
+    """Write an LFW-style folder: two people, two photos each, two folds of two pairs."""
+    people = {'Ada_Lovelace': portrait, 'Grace_Hopper': cv2.flip(portrait, 1)[:, :, ::-1]}
+    for name, photo in people.items():
+        (folder / 'images' / name).mkdir(parents=True)
+        for index, shift in ((1, 0), (2, 12)):
+            image = cv2.resize(photo[shift:shift + 500, 50:550], (250, 250))
+            assert cv2.imwrite(str(folder / 'images' / name / f'{name}_{index:04d}.jpg'), image)
+    pairs = ['2\t1', 'Ada_Lovelace\t1\t2', 'Ada_Lovelace\t1\tGrace_Hopper\t1',
+             'Grace_Hopper\t1\t2', 'Ada_Lovelace\t2\tGrace_Hopper\t2']
+    (folder / 'pairs.txt').write_text('\n'.join(pairs) + '\n')
+    return folder
+
+
+def test_ablation_trains_each_row_once_and_scores_all_on_lfw(face_pack, tmp_path, portrait):
+    reference = random_init_model(tmp_path / 'reference.onnx', backbones.BackboneConfig(
+        width_mult=0.25, embedding_size=32))
+    plan_path = tmp_path / 'plan.yaml'
+    plan_path.write_text(yaml.safe_dump({
+        'base': str(SMOKE_RECIPE), 'lfw': str(tiny_lfw(tmp_path / 'lfw', portrait)),
+        'out': str(tmp_path / 'runs'), 'results': str(tmp_path / 'results'),
+        'common': [f'data.pack={face_pack}', 'train.max_steps=2', 'train.warmup_steps=1'],
+        'rows': [{'name': 'base', 'label': 'smoke recipe'},
+                 {'name': 'wide', 'label': '64-d', 'set': ['model.embedding_size=64']},
+                 {'name': 'ref', 'label': 'random model', 'onnx': str(reference),
+                  'mmacs': 1.5}]}))
+    plan = ablation.AblationPlan.from_yaml(plan_path)
+    table = ablation.run_plan(plan, plan_path)
+    assert [row['row'] for row in table] == ['base', 'wide', 'ref']
+    assert [row.get('steps') for row in table] == [2, 2, None]
+    assert table[1]['val_teacher_cosine'] is not None  # distilled through the projection
+    assert table[0]['mmacs'] < table[1]['mmacs'] and table[2]['mmacs'] == 1.5
+    assert all(0.0 <= row['lfw_accuracy'] <= 1.0 for row in table)
+    for name in ('ablation.csv', 'ABLATION.md', 'ablation.png'):
+        assert (tmp_path / 'results' / name).stat().st_size > 0
+    with open(tmp_path / 'results' / 'ablation.csv', encoding='utf-8') as stream:
+        assert [row['row'] for row in csv.DictReader(stream)] == ['base', 'wide', 'ref']
+    trained = (tmp_path / 'runs' / 'base' / 'face_embedder.onnx').stat().st_mtime
+    ablation.run_plan(plan, plan_path)  # a second run reuses the trained models
+    assert (tmp_path / 'runs' / 'base' / 'face_embedder.onnx').stat().st_mtime == trained
+
+
+@pytest.mark.parametrize('rows, message', [
+    ([], 'uniquely named'),
+    ([{'name': 'a', 'label': 'x'}, {'name': 'a', 'label': 'y'}], 'uniquely named'),
+    ([{'name': 'a'}], 'needs name and label'),
+    ([{'name': 'a', 'label': 'x', 'sets': []}], 'unknown key'),
+    ([{'name': 'a', 'label': 'x', 'set': [], 'onnx': 'm.onnx'}], 'set .* or onnx'),
+])
+def test_ablation_plan_errors_name_the_problem(tmp_path, rows, message):
+    plan_path = tmp_path / 'plan.yaml'
+    plan_path.write_text(yaml.safe_dump({'rows': rows}))
+    with pytest.raises(ConfigError, match=message):
+        ablation.AblationPlan.from_yaml(plan_path)

@@ -165,13 +165,17 @@ class CombinedLoss(nn.Module):
     Weighted sum of margin-head, triplet and distillation losses (``LossConfig``).
 
     The margin head and the triplet loss see only labelled faces (label >= 0);
-    distillation sees every face.
+    distillation sees every face. A student whose embedding is longer than the teacher's
+    is distilled through a linear projection that only training uses.
     """
 
-    def __init__(self, config, embedding_size, num_classes):
+    def __init__(self, config, embedding_size, num_classes, teacher_size=None):
         """Create the margin head when its weight is positive and classes exist."""
         super().__init__()
         self.config = config
+        self.projection = None
+        if config.distill_weight > 0 and teacher_size and teacher_size != embedding_size:
+            self.projection = nn.Linear(embedding_size, teacher_size, bias=False)
         self.margin_head = None
         if config.margin_weight > 0 and num_classes > 0:
             self.margin_head = MarginHead(embedding_size, num_classes, config.margin_head,
@@ -192,7 +196,8 @@ class CombinedLoss(nn.Module):
         if config.distill_weight > 0:
             if teacher is None:
                 raise ValueError('distill_weight > 0 needs teacher embeddings')
-            terms['distill'] = (config.distill_weight, distillation_loss(embeddings, teacher))
+            student = embeddings if self.projection is None else self.projection(embeddings)
+            terms['distill'] = (config.distill_weight, distillation_loss(student, teacher))
         total = embeddings.sum() * 0.0
         for weight, value in terms.values():
             total = total + weight * value

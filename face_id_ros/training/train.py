@@ -205,10 +205,13 @@ class Trainer:
         if recipe.loss.distill_weight > 0:
             self.targets = _load_targets(recipe.data.teacher_targets, len(self.pack.labels))
         self.plan = BatchPlan(self.pack.labels, config, config.seed, recipe.data.val_fraction)
-        self.model = Backbone(recipe.model).to(self.device)
+        # channels_last: 0.70 s instead of 0.96 s per step of 128 on the 2-core CPU (batch
+        # norm and its backward, memory-bound, are 43% of a step).
+        self.model = Backbone(recipe.model).to(self.device, memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if config.torch_compile else self.model
-        self.criterion = CombinedLoss(recipe.loss, recipe.model.embedding_size,
-                                      len(self.pack.identities)).to(self.device)
+        self.criterion = CombinedLoss(
+            recipe.loss, recipe.model.embedding_size, len(self.pack.identities),
+            None if self.targets is None else self.targets.shape[1]).to(self.device)
         self.optimizer = make_optimizer(config, list(self.model.parameters())
                                         + list(self.criterion.parameters()))
         self.augmenter = Augmenter(recipe.augment, recipe.model.input_size, config.seed)
@@ -270,7 +273,8 @@ class Trainer:
         lr = learning_rate(self.recipe.train, self.step, self.total_steps)
         for group in self.optimizer.param_groups:
             group['lr'] = lr
-        loss, parts = self.criterion(self.forward(self.augmenter(images)), labels, teacher)
+        inputs = self.augmenter(images).contiguous(memory_format=torch.channels_last)
+        loss, parts = self.criterion(self.forward(inputs), labels, teacher)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -286,6 +290,8 @@ class Trainer:
             for start in range(0, len(self.plan.val), self.recipe.train.batch_size):
                 indices = self.plan.val[start:start + self.recipe.train.batch_size]
                 embeddings = self.model(self._centre_inputs(indices))
+                if self.criterion.projection is not None:
+                    embeddings = self.criterion.projection(embeddings)
                 teacher = torch.from_numpy(self.targets[indices]).to(self.device)
                 cosines.append(functional.cosine_similarity(embeddings, teacher).cpu())
         return float(torch.cat(cosines).mean())
