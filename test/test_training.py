@@ -85,6 +85,36 @@ def test_switches_change_the_module_tree():
     assert model.eval()(torch.zeros(2, 3, 112, 112)).shape == (2, 512)
 
 
+@pytest.mark.parametrize('switches', [{}, {'eca': True, 'activation': 'prelu'}])
+def test_pruning_drops_exactly_the_channels_it_does_not_keep(switches):
+    torch.manual_seed(0)
+    config = backbones.BackboneConfig(**switches)
+    source = backbones.Backbone(config).eval()
+    pruned = backbones.Backbone(backbones.BackboneConfig(expansion_keep=0.5, **switches))
+    # Silence, in the source, every expanded channel the pruned net cannot hold: then both
+    # nets compute the same function if pruning keeps the right channels, filters and columns.
+    for name, block in source.named_modules():
+        if not isinstance(block, backbones.InvertedResidual) or block.conv[0][0].groups > 1:
+            continue
+        depthwise = block.conv[1][1]
+        kept = pruned.get_submodule(name).conv[-1][0].in_channels
+        dropped = torch.randperm(len(depthwise.weight))[kept:]
+        with torch.no_grad():
+            depthwise.weight.uniform_(0.5, 1.5)
+            depthwise.weight[dropped] = 0.0
+            depthwise.bias[dropped] = 0.0
+    backbones.prune_into(source, pruned).eval()
+    images = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        assert torch.allclose(pruned(images), source(images), atol=1e-4)
+    full_macs, _ = backbones.count_macs(source)
+    pruned_macs, _ = backbones.count_macs(pruned)
+    assert 0.4 * full_macs < pruned_macs < 0.8 * full_macs
+    with pytest.raises(ConfigError, match='expansion_keep'):
+        backbones.prune_into(source, backbones.Backbone(backbones.BackboneConfig(
+            expansion_keep=0.5, embedding_size=64)))
+
+
 def test_arcsin_series_coefficients():
     expected = [1, 1 / 6, 3 / 40, 5 / 112, 35 / 1152]
     assert np.allclose(losses.arcsin_coefficients(5), expected)
@@ -239,6 +269,26 @@ def test_smoke_training_resumes_exactly_and_exports(face_pack, tmp_path):
         expected = torch.nn.functional.normalize(model.eval()(inputs)).numpy()
     actual = session.run(None, {'input': inputs.numpy()})[0]
     assert np.abs(actual - expected).max() < 1e-4
+
+
+def test_a_run_can_start_from_a_checkpoint_pruned_into_a_smaller_net(face_pack, tmp_path):
+    Trainer(_smoke_recipe(face_pack, epochs=1), tmp_path / 'full').run()
+    recipe = load_recipe(SMOKE_RECIPE, [f'data.pack={face_pack}', 'train.epochs=1',
+                                        f'train.init_from={tmp_path / "full" / "checkpoint.pt"}',
+                                        'model.expansion_keep=0.5'])
+    trainer = Trainer(recipe, tmp_path / 'pruned')
+    full = torch.load(tmp_path / 'full' / 'checkpoint.pt', weights_only=True)['model']
+    head = 'head.linear.weight'
+    assert torch.equal(trainer.model.state_dict()[head], full[head])  # started from it
+    trainer.run()
+    session = onnxruntime.InferenceSession(str(trainer.export()),
+                                           providers=['CPUExecutionProvider'])
+    assert session.run(None, {'input': np.zeros((1, 3, 112, 112), np.float32)})[0].shape == (
+        1, 32)
+    missing = load_recipe(SMOKE_RECIPE, [f'data.pack={face_pack}',
+                                         f'train.init_from={tmp_path / "none.pt"}'])
+    with pytest.raises(ConfigError, match='does not exist'):
+        Trainer(missing, tmp_path / 'missing')
 
 
 def tiny_lfw(folder, portrait):

@@ -92,14 +92,14 @@ class _ShortRangeModel:
             options = vision.FaceDetectorOptions(
                 base_options=BaseOptions(model_asset_buffer=stream.read()),
                 min_detection_confidence=min_score)
-        self._image = lambda rgb: mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB,
-                                                  data=rgb)
+        self._mediapipe = mediapipe
         self._detector = vision.FaceDetector.create_from_options(options)
 
     def __call__(self, rgb):
         """Yield (box, score, four keypoints) of each face in an RGB frame."""
         height, width = rgb.shape[:2]
-        for detection in self._detector.detect(self._image(rgb)).detections:
+        image = self._mediapipe.Image(image_format=self._mediapipe.ImageFormat.SRGB, data=rgb)
+        for detection in self._detector.detect(image).detections:
             box = detection.bounding_box
             # Keypoints: right eye, left eye, nose tip, mouth centre, right and left ear.
             points = np.array([(point.x * width, point.y * height)

@@ -94,6 +94,9 @@ class BackboneConfig:
                         choices=tuple(ARCHITECTURES))
     width_mult: float = setting(1.0, 'Channel multiplier (channels rounded per table).',
                                 0.1, 4.0)
+    expansion_keep: float = setting(
+        1.0, 'Share of each bottleneck\'s expanded channels kept (structured pruning; '
+        'blocks without an expansion conv keep all).', 0.05, 1.0)
     embedding_size: int = setting(128, 'Length of the embedding.', 2, 4096)
     head: str = setting('gdconv', 'Pooling before the linear embedding: global depthwise '
                         'conv (GDConv) or global average pooling.',
@@ -166,10 +169,12 @@ class InvertedResidual(nn.Module):
     """
 
     def __init__(self, in_channels, out_channels, stride, expand_ratio, activation='prelu',
-                 eca=False, eca_hswish=False):
+                 eca=False, eca_hswish=False, keep=1.0):
         """Build the layers; no expand conv when ``expand_ratio`` is 1."""
         super().__init__()
         hidden = int(round(in_channels * expand_ratio))
+        if expand_ratio != 1:
+            hidden = max(1, int(round(hidden * keep)))
         self.use_residual = stride == 1 and in_channels == out_channels
         layers = []
         if expand_ratio != 1:
@@ -232,7 +237,7 @@ class Backbone(nn.Module):
                 stride = first_stride if index == 0 else 1
                 layers.append(InvertedResidual(channels, width(out_channels), stride,
                                                expansion, config.activation, config.eca,
-                                               config.eca_hswish))
+                                               config.eca_hswish, config.expansion_keep))
                 channels, size = width(out_channels), _conv_size(size, 3, stride)
         if arch.last_channels:
             last = make_divisible(arch.last_channels * max(1.0, config.width_mult),
@@ -263,6 +268,42 @@ def _init_weights(module):
         nn.init.zeros_(module.bias)
     elif isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, 0, 0.01)
+
+
+def prune_into(source, target):
+    """
+    Copy ``source``'s weights into ``target``, a Backbone that keeps fewer expanded channels.
+
+    Structured pruning as in network slimming (Liu et al. 2017): each bottleneck keeps the
+    expanded channels whose depthwise batch-norm scale is largest in magnitude, with their
+    expand filters, depthwise filters and the projection's matching input columns. Every
+    other tensor is copied as is, so the two configs may differ in expansion_keep only.
+    """
+    if replace(source.config, expansion_keep=1.0) != replace(target.config, expansion_keep=1.0):
+        raise ConfigError('pruning needs the same backbone config apart from expansion_keep')
+    state = dict(source.state_dict())
+    blocks = [(name, module) for name, module in source.named_modules()
+              if isinstance(module, InvertedResidual)]
+    for name, block in blocks:
+        layers = list(block.conv)
+        depthwise = next(layer for layer in layers
+                         if isinstance(layer, ConvBNAct) and layer[0].groups > 1)
+        if layers[0] is depthwise:
+            continue  # no expansion conv: its hidden channels are the block's input
+        kept = target.get_submodule(name).conv[-1][0].in_channels
+        order = depthwise[1].weight.detach().abs().argsort(descending=True)
+        chosen = order[:kept].sort().values
+        for index in (0, layers.index(depthwise)):
+            # conv filters, batch norm, and PReLU slopes when the activation has them
+            for key in ('0.weight', '1.weight', '1.bias', '1.running_mean', '1.running_var',
+                        '2.weight'):
+                full = f'{name}.conv.{index}.{key}'
+                if full in state:
+                    state[full] = state[full][chosen]
+        projection = f'{name}.conv.{len(layers) - 1}.0.weight'
+        state[projection] = state[projection][:, chosen]
+    target.load_state_dict(state)
+    return target
 
 
 def count_macs(model, input_size=(112, 112)):
@@ -305,6 +346,7 @@ NAMED_CONFIGS = {
     'pruned_mobilenetv2': BackboneConfig(),
     'pruned_mobilenetv2_avgpool': BackboneConfig(head='avgpool'),
     'pruned_mobilenetv2_eca_hswish': BackboneConfig(eca=True, eca_hswish=True),
+    'pruned_mobilenetv2_keep_0.5': BackboneConfig(expansion_keep=0.5),
     'mobilefacenet': BackboneConfig(arch='mobilefacenet'),
     'mobilefacenet_eca': BackboneConfig(arch='mobilefacenet', eca=True),
     'mobilefacenet_eca_hswish': BackboneConfig(arch='mobilefacenet', eca=True,

@@ -37,7 +37,7 @@ import time
 
 from face_id_ros.core.config import build_stage, read_yaml, setting
 from face_id_ros.core.errors import ConfigError, FaceIdError
-from face_id_ros.training.backbones import Backbone, BackboneConfig
+from face_id_ros.training.backbones import Backbone, BackboneConfig, prune_into
 from face_id_ros.training.data import (
     AugmentConfig, Augmenter, centre_crop, DataConfig, load_pack, to_network_input)
 from face_id_ros.training.export import build_metadata, export_onnx, ExportConfig
@@ -75,6 +75,8 @@ class TrainConfig:
     seed: int = setting(0, 'Seed of weights, batches and augmentation.', 0, 2 ** 31 - 1)
     device: str = setting('auto', 'Device; auto means cuda when available.',
                           choices=('auto', 'cpu', 'cuda'))
+    init_from: str = setting('', 'Checkpoint whose weights start the run (pruned into the '
+                             'model when it keeps fewer expanded channels); empty: random.')
     torch_compile: bool = setting(False, 'torch.compile the training forward pass (minutes to '
                                   'compile; no faster on the 2-core CPU, try it on a GPU).')
 
@@ -208,6 +210,8 @@ class Trainer:
         # channels_last: 0.70 s instead of 0.96 s per step of 128 on the 2-core CPU (batch
         # norm and its backward, memory-bound, are 43% of a step).
         self.model = Backbone(recipe.model).to(self.device, memory_format=torch.channels_last)
+        if config.init_from:
+            prune_into(_checkpoint_backbone(config.init_from), self.model)
         self.forward = torch.compile(self.model) if config.torch_compile else self.model
         self.criterion = CombinedLoss(
             recipe.loss, recipe.model.embedding_size, len(self.pack.identities),
@@ -357,6 +361,16 @@ class Trainer:
         path = self.out_dir / 'face_embedder.onnx'
         export_onnx(model, metadata, path, self._centre_inputs(faces))
         return path
+
+
+def _checkpoint_backbone(path):
+    """Return the Backbone saved in a training checkpoint, on the CPU."""
+    if not os.path.exists(path):
+        raise ConfigError(f'train.init_from: checkpoint {path} does not exist')
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    model = Backbone(BackboneConfig.from_dict(state['backbone'], f'{path}: backbone'))
+    model.load_state_dict(state['model'])
+    return model
 
 
 def _load_targets(path, count):
