@@ -50,89 +50,38 @@ class Face:
 
 
 class BlazeFaceDetector:
-    """
-    MediaPipe BlazeFace (short or full range), bundled with mediapipe 0.10.21, offline.
-
-    Short range runs through the tasks API's FaceDetector: 2.2 ms per 640x480 frame where
-    the legacy face_detection solution took 4.6 ms for the same model and keypoints. The
-    tasks API cannot decode the full-range model's anchors, so full range uses the solution.
-    """
+    """MediaPipe BlazeFace (short or full range) through its offline face_detection solution."""
 
     landmark_set = FOUR_POINTS
 
     def __init__(self, config):
         """Load the bundled model named by ``config.blazeface_range`` (short or full)."""
+        from mediapipe.python.solutions import face_detection
         self._config = config
         with _native_stderr_silenced():
-            self._model = (_ShortRangeModel if config.blazeface_range == 'short'
-                           else _FullRangeModel)(config.min_score)
-            self._model(np.zeros((128, 128, 3), np.uint8))  # warm-up
+            self._solution = face_detection.FaceDetection(
+                model_selection=0 if config.blazeface_range == 'short' else 1,
+                min_detection_confidence=config.min_score)
+            self._solution.process(np.zeros((128, 128, 3), np.uint8))  # warm-up
 
     def detect(self, image):
         """Return the faces in a BGR frame, largest first, at most ``max_faces``."""
         height, width = image.shape[:2]
-        faces = [Face(box, score, points, FOUR_POINTS) for box, score, points in
-                 self._model(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))]
+        results = self._solution.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        faces = []
+        for detection in results.detections or ():
+            location = detection.location_data
+            box = location.relative_bounding_box
+            box = np.array([box.xmin, box.ymin, box.xmin + box.width, box.ymin + box.height],
+                           dtype=np.float32) * [width, height, width, height]
+            # Keypoints: right eye, left eye, nose tip, mouth centre, right and left ear.
+            points = np.array([(point.x * width, point.y * height)
+                               for point in location.relative_keypoints[:4]], np.float32)
+            faces.append(Face(box, float(detection.score[0]), points, FOUR_POINTS))
         return select_faces(faces, self._config, width, height)
 
     def close(self):
         """Release the mediapipe graph."""
-        self._model.close()
-
-
-class _ShortRangeModel:
-    """BlazeFace short range through mediapipe's tasks API; boxes and keypoints in pixels."""
-
-    def __init__(self, min_score):
-        import mediapipe
-        from mediapipe.tasks.python import BaseOptions, vision
-        path = os.path.join(os.path.dirname(mediapipe.__file__), 'modules', 'face_detection',
-                            'face_detection_short_range.tflite')
-        with open(path, 'rb') as stream:
-            options = vision.FaceDetectorOptions(
-                base_options=BaseOptions(model_asset_buffer=stream.read()),
-                min_detection_confidence=min_score)
-        self._mediapipe = mediapipe
-        self._detector = vision.FaceDetector.create_from_options(options)
-
-    def __call__(self, rgb):
-        """Yield (box, score, four keypoints) of each face in an RGB frame."""
-        height, width = rgb.shape[:2]
-        image = self._mediapipe.Image(image_format=self._mediapipe.ImageFormat.SRGB, data=rgb)
-        for detection in self._detector.detect(image).detections:
-            box = detection.bounding_box
-            # Keypoints: right eye, left eye, nose tip, mouth centre, right and left ear.
-            points = np.array([(point.x * width, point.y * height)
-                               for point in detection.keypoints[:4]], np.float32)
-            yield (np.array([box.origin_x, box.origin_y, box.origin_x + box.width,
-                             box.origin_y + box.height], np.float32),
-                   float(detection.categories[0].score), points)
-
-    def close(self):
-        self._detector.close()
-
-
-class _FullRangeModel:
-    """BlazeFace full range through mediapipe's face_detection solution."""
-
-    def __init__(self, min_score):
-        from mediapipe.python.solutions import face_detection
-        self._solution = face_detection.FaceDetection(model_selection=1,
-                                                      min_detection_confidence=min_score)
-
-    def __call__(self, rgb):
-        """Yield (box, score, four keypoints) of each face in an RGB frame."""
-        height, width = rgb.shape[:2]
-        scale = np.array([width, height, width, height], np.float32)
-        for detection in self._solution.process(rgb).detections or ():
-            location = detection.location_data
-            box = location.relative_bounding_box
-            points = np.array([(point.x * width, point.y * height)
-                               for point in location.relative_keypoints[:4]], np.float32)
-            yield (np.array([box.xmin, box.ymin, box.xmin + box.width, box.ymin + box.height],
-                            np.float32) * scale, float(detection.score[0]), points)
-
-    def close(self):
         self._solution.close()
 
 
