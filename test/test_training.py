@@ -345,3 +345,18 @@ def test_ablation_plan_errors_name_the_problem(tmp_path, rows, message):
     plan_path.write_text(yaml.safe_dump({'rows': rows}))
     with pytest.raises(ConfigError, match=message):
         ablation.AblationPlan.from_yaml(plan_path)
+
+
+def test_held_out_faces_are_the_ones_training_never_sees(face_pack, tmp_path):
+    recipe = _smoke_recipe(face_pack)
+    labels = data.load_pack(face_pack).labels
+    held_out = data.held_out_indices(len(labels), recipe.train.seed, recipe.data.val_fraction)
+    trainer = Trainer(recipe, tmp_path / 'run')
+    assert list(held_out) == list(trainer.plan.val) and len(held_out) == 2
+    seen = {int(index) for batch in trainer.plan.epoch(0) for index in batch}
+    assert not seen & set(held_out.tolist())
+    counts = data.export_held_out(face_pack, held_out, tmp_path / 'held_out')
+    assert counts['labelled'] == int((labels[held_out] >= 0).sum())
+    assert counts['labelled'] + counts['unlabelled'] == 2
+    written = sorted((tmp_path / 'held_out').rglob('*.png'))
+    assert len(written) == 2 and cv2.imread(str(written[0])).shape == (128, 128, 3)

@@ -95,7 +95,7 @@ class BackboneConfig:
     width_mult: float = setting(1.0, 'Channel multiplier (channels rounded per table).',
                                 0.1, 4.0)
     expansion_keep: float = setting(
-        1.0, 'Share of each bottleneck\'s expanded channels kept (structured pruning; '
+        1.0, "Share of each bottleneck's expanded channels kept (structured pruning; "
         'blocks without an expansion conv keep all).', 0.05, 1.0)
     embedding_size: int = setting(128, 'Length of the embedding.', 2, 4096)
     head: str = setting('gdconv', 'Pooling before the linear embedding: global depthwise '

@@ -383,6 +383,33 @@ def _file_size(path):
     return os.path.getsize(path) / 1e6
 
 
+def held_out_indices(count, seed, fraction):
+    """Return the sorted indices of the faces that a run with ``seed`` keeps out of training."""
+    order = np.random.default_rng(seed).permutation(count)
+    return np.sort(order[:int(round(count * fraction))])
+
+
+def export_held_out(pack_path, indices, out_dir):
+    """
+    Write held-out pack faces as PNG canvases into ``labelled/`` and ``unlabelled/``.
+
+    The two folders hold different people (CelebA identities; UTKFace and RMFD faces), so
+    ``face-id calibrate-threshold --faces-a unlabelled --faces-b labelled`` measures impostor
+    scores on faces the model never trained on. Returns the count written to each.
+    """
+    pack = load_pack(pack_path)
+    counts = {'labelled': 0, 'unlabelled': 0}
+    for index in indices:
+        kind = 'labelled' if pack.labels[index] >= 0 else 'unlabelled'
+        folder = Path(out_dir) / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        image = cv2.cvtColor(np.asarray(pack.images[index]), cv2.COLOR_RGB2BGR)
+        if not cv2.imwrite(str(folder / f'{index:06d}.png'), image):
+            raise ConfigError(f'cannot write {folder}')
+        counts[kind] += 1
+    return counts
+
+
 def prepare(config, force=False, threads=2):
     """
     Pack the faces and cache the teacher targets of ``config``, skipping done steps.
@@ -411,11 +438,19 @@ def main(argv=None):
     parser.add_argument('--recipe', default='config/training/distill_arcfacew.yaml')
     parser.add_argument('--force', action='store_true', help='redo steps already done')
     parser.add_argument('--threads', type=int, default=2, help='decoder and teacher threads')
+    parser.add_argument('--export-held-out', metavar='DIR',
+                        help='also write the faces the recipe holds out of training to DIR')
     args = parser.parse_args(argv)
     try:
-        config = DataConfig.from_dict((read_yaml(args.recipe, 'recipe') or {}).get('data'),
-                                      f'{args.recipe}: data')
+        recipe = read_yaml(args.recipe, 'recipe') or {}
+        config = DataConfig.from_dict(recipe.get('data'), f'{args.recipe}: data')
         prepare(config, args.force, args.threads)
+        if args.export_held_out:
+            seed = (recipe.get('train') or {}).get('seed', 0)
+            count = len(load_pack(config.pack).labels)
+            written = export_held_out(config.pack, held_out_indices(
+                count, seed, config.val_fraction), args.export_held_out)
+            print(f'held-out faces in {args.export_held_out}: {written}')
     except (FaceIdError, OSError) as error:
         raise SystemExit(f'error: {error}')
 

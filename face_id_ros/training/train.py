@@ -39,7 +39,8 @@ from face_id_ros.core.config import build_stage, read_yaml, setting
 from face_id_ros.core.errors import ConfigError, FaceIdError
 from face_id_ros.training.backbones import Backbone, BackboneConfig, prune_into
 from face_id_ros.training.data import (
-    AugmentConfig, Augmenter, centre_crop, DataConfig, load_pack, to_network_input)
+    AugmentConfig, Augmenter, centre_crop, DataConfig, held_out_indices, load_pack,
+    to_network_input)
 from face_id_ros.training.export import build_metadata, export_onnx, ExportConfig
 from face_id_ros.training.losses import CombinedLoss, LossConfig
 from matplotlib.figure import Figure
@@ -130,10 +131,8 @@ class BatchPlan:
 
     def __init__(self, labels, config, seed, val_fraction):
         """Hold out ``val_fraction`` of the faces; index the rest by identity."""
-        order = np.random.default_rng(seed).permutation(len(labels))
-        held_out = int(round(len(labels) * val_fraction))
-        self.val = np.sort(order[:held_out])
-        train = np.sort(order[held_out:])
+        self.val = held_out_indices(len(labels), seed, val_fraction)
+        train = np.setdiff1d(np.arange(len(labels)), self.val)
         self.unlabelled = train[labels[train] < 0]
         labelled = train[labels[train] >= 0]
         self.identities = [labelled[labels[labelled] == label]
