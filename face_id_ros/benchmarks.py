@@ -248,7 +248,7 @@ def run_eval_openset(args):
               'centre_crop_fallbacks': fallbacks,
               'at_default': evaluation.identification_report(truths, decisions),
               'sweep': []}
-    for threshold in np.round(np.arange(0.20, 0.81, 0.05), 2):
+    for threshold in np.round(np.arange(0.20, 0.96, 0.05), 2):
         swept = [face.decision for face in
                  match(probes, snapshot, pipeline.config.matcher, float(threshold))]
         report['sweep'].append({'threshold': float(threshold),

@@ -42,6 +42,7 @@ def load_recipe(path=None):
     unknown = sorted(set(recipe) - set(SETTINGS) - {'bag'})
     if unknown:
         raise ConfigError(f'{path}: unknown key(s) {unknown}; known: {[*SETTINGS, "bag"]}')
+    recipe.setdefault('workers', 1)
     for name in SETTINGS:
         if not isinstance(recipe.get(name), int) or recipe[name] < 0:
             raise ConfigError(f'{path}: {name} must be a whole number >= 0')
