@@ -15,10 +15,11 @@
 """
 ``face-id eval-bag``: replay a recorded ward round through the pipeline and score it.
 
-Two paces. ``fast`` processes every frame as fast as possible. ``recorded`` has a feeder
-thread offer each frame at its recorded time to the node's NewestFrameSlot while the worker
-processes the newest frame, so frames that arrive during processing are dropped exactly as on
-the robot. Each visit (a labels interval with a patient or a stranger in view) is scored:
+Two paces. ``fast`` processes every frame as fast as possible, optionally describing frames
+(decode, detect, align, embed) in worker processes while matching and tracking stay in order
+in this one. ``recorded`` has a feeder thread offer each frame at its recorded time to the
+node's NewestFrameSlot while the worker processes the newest frame, so frames that arrive
+during processing are dropped exactly as on the robot. Each visit (a labels interval with a patient or a stranger in view) is scored:
 
 - ``correct``: the patient in view was confirmed, and nobody else was, at any frame;
 - ``wrong``: any face was confirmed as another patient (for a stranger: as anyone) - the
