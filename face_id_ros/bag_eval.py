@@ -19,7 +19,8 @@ Two paces. ``fast`` processes every frame as fast as possible, optionally descri
 (decode, detect, align, embed) in worker processes while matching and tracking stay in order
 in this one. ``recorded`` has a feeder thread offer each frame at its recorded time to the
 node's NewestFrameSlot while the worker processes the newest frame, so frames that arrive
-during processing are dropped exactly as on the robot. Each visit (a labels interval with a patient or a stranger in view) is scored:
+during processing are dropped exactly as on the robot. Each visit (a labels interval with
+a patient or a stranger in view) is scored:
 
 - ``correct``: the patient in view was confirmed, and nobody else was, at any frame;
 - ``wrong``: any face was confirmed as another patient (for a stranger: as anyone) - the
