@@ -241,12 +241,14 @@ def run_eval_openset(args):
             gallery.add_templates(patient_ids[name], enrol[rows], enrol_paths[rows],
                                   [1.0] * args.enrol_photos)
         snapshot = gallery.snapshot()
-    decisions = [face.decision for face in
-                 match(probes, snapshot, pipeline.config.matcher, pipeline.threshold)]
+    matches = match(probes, snapshot, pipeline.config.matcher, pipeline.threshold)
+    decisions = [face.decision for face in matches]
+    names = {patient_id: name for name, patient_id in patient_ids.items()}
     report = {'threshold': pipeline.threshold, 'margin': pipeline.config.matcher.margin,
               'patients': len(patients), 'strangers': len(strangers),
               'centre_crop_fallbacks': fallbacks,
               'at_default': evaluation.identification_report(truths, decisions),
+              'false_accepts': _false_accepts(probe_paths, truths, matches, names),
               'sweep': []}
     for threshold in np.round(np.arange(0.20, 0.96, 0.05), 2):
         swept = [face.decision for face in
@@ -256,6 +258,15 @@ def run_eval_openset(args):
     (out / 'report.json').write_text(json.dumps(_jsonable(report), indent=2))
     _print_openset_report(report)
     return 0
+
+
+def _false_accepts(paths, truths, matches, names):
+    """Every probe given a patient id that is not its own: the photos a person should see."""
+    return [{'photo': str(path), 'truth': names.get(truth, 'stranger'),
+             'accepted_as': f'{face.decision} ({names[face.decision]})',
+             'score': face.best_score}
+            for path, truth, face in zip(paths, truths, matches)
+            if face.decision not in ('unknown', truth)]
 
 
 def _print_openset_report(report):
@@ -268,6 +279,9 @@ def _print_openset_report(report):
           f'unknown {result["rejected_enrolled"]}')
     print(f'  stranger photos {result["stranger_probes"]}: accepted as a patient '
           f'{result["stranger_accepted"]} ({100 * result["stranger_acceptance_rate"]:.3f}%)')
+    for accepted in report['false_accepts']:
+        print(f'    {accepted["truth"]} accepted as {accepted["accepted_as"]} at '
+              f'{accepted["score"]:.3f}: {accepted["photo"]}')
     print('  threshold  rank-1   wrong  strangers accepted')
     for row in report['sweep']:
         print(f'  {row["threshold"]:9.2f}  {100 * row["rank1_rate"]:6.2f}%  '

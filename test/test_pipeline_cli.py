@@ -15,6 +15,7 @@
 """The pipeline and the ``face-id`` tool end to end, on real photos and real ONNX sessions."""
 
 import json
+from pathlib import Path
 
 from conftest import build_tiny_embedder, LFW_DIR
 import cv2
@@ -167,3 +168,26 @@ def test_bench_prints_every_stage(tiny_model, capsys):
     output = capsys.readouterr().out
     for stage in ('decode', 'detect', 'align', 'embed', 'match', 'total', 'frames/s'):
         assert stage in output
+
+
+@pytest.mark.skipif(not LFW_DIR.is_dir(), reason='../shared LFW is absent')
+def test_eval_openset_lists_every_photo_given_someone_elses_id(tiny_model, tmp_path, capsys):
+    people = ['Abdullah_Gul', 'Adrien_Brody', 'Al_Gore', 'Al_Sharpton', 'Aaron_Peirsol',
+              'Aaron_Sorkin', 'Abel_Pacheco']
+    for person in people:
+        (tmp_path / 'images').mkdir(exist_ok=True)
+        (tmp_path / 'images' / person).symlink_to(LFW_DIR / 'images' / person)
+    # A random-weight model at a low threshold: it gives photos the wrong ids.
+    config = tmp_path / 'face_id.yaml'
+    config.write_text('matcher:\n  threshold: 0.6\n')
+    assert main(['eval-openset', '--lfw', str(tmp_path), '--model', str(tiny_model),
+                 '--config', str(config), '--patients', '3', '--strangers', '4',
+                 '--min-photos', '6', '--out', str(tmp_path / 'out')]) == 0
+    report = json.loads((tmp_path / 'out' / 'report.json').read_text())
+    result = report['at_default']
+    listed = report['false_accepts']
+    assert len(listed) == result['wrong_patient'] + result['stranger_accepted'] > 0
+    for accepted in listed:
+        assert accepted['truth'] not in accepted['accepted_as']
+        assert Path(accepted['photo']).is_file()
+    assert 'accepted as P-' in capsys.readouterr().out

@@ -115,8 +115,12 @@ class Recipe:
 
 
 def load_recipe(path, overrides=()):
-    """Load a recipe YAML; ``overrides`` are ``'section.key=value'`` strings (YAML values)."""
-    mapping = read_yaml(path, 'recipe') or {}
+    """Load a recipe YAML; ``overrides`` are ``'section.key=value'`` strings (YAML values).
+
+    A recipe may name a ``base`` recipe (a path relative to the working directory): its
+    sections start from the base's and replace only the keys they list.
+    """
+    mapping = _read_recipe_mapping(path, seen=())
     for override in overrides:
         key, separator, value = override.partition('=')
         section, dot, name = key.partition('.')
@@ -124,6 +128,20 @@ def load_recipe(path, overrides=()):
             raise ConfigError(f'override {override!r} is not section.key=value')
         mapping.setdefault(section, {})[name] = yaml.safe_load(value)
     return Recipe.from_dict(mapping, str(path))
+
+
+def _read_recipe_mapping(path, seen):
+    """Return the recipe at ``path`` merged over its ``base`` chain, section by section."""
+    if str(path) in seen:
+        raise ConfigError(f'recipe {path}: base recipes form a loop through {list(seen)}')
+    mapping = dict(read_yaml(path, 'recipe') or {})
+    base = mapping.pop('base', None)
+    if base is None:
+        return mapping
+    merged = _read_recipe_mapping(base, seen + (str(path),))
+    for section, values in mapping.items():
+        merged[section] = {**(merged.get(section) or {}), **(values or {})}
+    return merged
 
 
 class BatchPlan:
