@@ -360,3 +360,21 @@ def test_held_out_faces_are_the_ones_training_never_sees(face_pack, tmp_path):
     assert counts['labelled'] + counts['unlabelled'] == 2
     written = sorted((tmp_path / 'held_out').rglob('*.png'))
     assert len(written) == 2 and cv2.imread(str(written[0])).shape == (128, 128, 3)
+
+
+def test_a_recipe_inherits_its_base_and_replaces_only_the_keys_it_lists(tmp_path):
+    child = tmp_path / 'child.yaml'
+    child.write_text(f'base: {SMOKE_RECIPE}\ntrain:\n  lr: 0.0123\nexport:\n  version: 9.9.9\n')
+    base, recipe = load_recipe(SMOKE_RECIPE), load_recipe(child, ['train.seed=7'])
+    assert (recipe.train.lr, recipe.train.seed, recipe.export.version) == (0.0123, 7, '9.9.9')
+    assert recipe.train.batch_size == base.train.batch_size
+    assert recipe.model == base.model and recipe.loss == base.loss
+    assert recipe.export.name == base.export.name
+
+
+def test_base_recipes_that_form_a_loop_are_refused(tmp_path):
+    first, second = tmp_path / 'first.yaml', tmp_path / 'second.yaml'
+    first.write_text(f'base: {second}\n')
+    second.write_text(f'base: {first}\n')
+    with pytest.raises(ConfigError, match='loop'):
+        load_recipe(first)
