@@ -115,7 +115,8 @@ class Recipe:
 
 
 def load_recipe(path, overrides=()):
-    """Load a recipe YAML; ``overrides`` are ``'section.key=value'`` strings (YAML values).
+    """
+    Load a recipe YAML; ``overrides`` are ``'section.key=value'`` strings (YAML values).
 
     A recipe may name a ``base`` recipe (a path relative to the working directory): its
     sections start from the base's and replace only the keys they list.
