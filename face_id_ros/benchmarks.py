@@ -90,6 +90,14 @@ def _pipeline(args, **overrides):
     return Pipeline(config)
 
 
+def _provenance(pipeline):
+    """Which model file and detector made a report's numbers."""
+    embedder = pipeline.embedder
+    return {'model': embedder.metadata.name, 'model_version': embedder.metadata.version,
+            'model_file': embedder.path, 'model_sha256': embedder.fingerprint,
+            'detector': pipeline.config.detector.backend}
+
+
 def align_photos(pipeline, paths, description):
     """
     Align the central face of each photo; return (crops, count of centre-crop fallbacks).
@@ -164,10 +172,7 @@ def run_eval_pairs(args):
     pipeline = _pipeline(args, embedder={'flip_sum': bool(args.flip_sum)})
     embeddings, fallbacks = embed_photos(pipeline, paths, 'embed LFW')
     cosine, same, results = lfw_verification(pairs, paths, embeddings)
-    report = {'model': pipeline.embedder.metadata.name,
-              'model_version': pipeline.embedder.metadata.version,
-              'detector': pipeline.config.detector.backend,
-              'flip_sum': bool(args.flip_sum), 'images': len(paths),
+    report = {**_provenance(pipeline), 'flip_sum': bool(args.flip_sum), 'images': len(paths),
               'centre_crop_fallbacks': fallbacks, 'pairs': len(pairs), **results}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -244,7 +249,8 @@ def run_eval_openset(args):
     matches = match(probes, snapshot, pipeline.config.matcher, pipeline.threshold)
     decisions = [face.decision for face in matches]
     names = {patient_id: name for name, patient_id in patient_ids.items()}
-    report = {'threshold': pipeline.threshold, 'margin': pipeline.config.matcher.margin,
+    report = {**_provenance(pipeline),
+              'threshold': pipeline.threshold, 'margin': pipeline.config.matcher.margin,
               'patients': len(patients), 'strangers': len(strangers),
               'centre_crop_fallbacks': fallbacks,
               'at_default': evaluation.identification_report(truths, decisions),

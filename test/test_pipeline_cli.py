@@ -21,6 +21,7 @@ from conftest import build_tiny_embedder, LFW_DIR
 import cv2
 from face_id_ros.cli import main
 from face_id_ros.core.config import PipelineConfig
+from face_id_ros.core.embedding import model_fingerprint
 from face_id_ros.core.gallery import Gallery
 from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.samples import compose_frame
@@ -184,6 +185,7 @@ def test_eval_openset_lists_every_photo_given_someone_elses_id(tiny_model, tmp_p
                  '--config', str(config), '--patients', '3', '--strangers', '4',
                  '--min-photos', '6', '--out', str(tmp_path / 'out')]) == 0
     report = json.loads((tmp_path / 'out' / 'report.json').read_text())
+    assert report['model_sha256'] == model_fingerprint(tiny_model)
     result = report['at_default']
     listed = report['false_accepts']
     assert len(listed) == result['wrong_patient'] + result['stranger_accepted'] > 0
