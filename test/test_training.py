@@ -285,6 +285,10 @@ def test_a_run_can_start_from_a_checkpoint_pruned_into_a_smaller_net(face_pack, 
                                            providers=['CPUExecutionProvider'])
     assert session.run(None, {'input': np.zeros((1, 3, 112, 112), np.float32)})[0].shape == (
         1, 32)
+    # The exported model counts the steps of both runs.
+    first_steps = torch.load(tmp_path / 'full' / 'checkpoint.pt', weights_only=True)['step']
+    stored = session.get_modelmeta().custom_metadata_map[METADATA_KEY]
+    assert ModelMetadata.from_json(stored).extra['steps'] == first_steps + trainer.step
     missing = load_recipe(SMOKE_RECIPE, [f'data.pack={face_pack}',
                                          f'train.init_from={tmp_path / "none.pt"}'])
     with pytest.raises(ConfigError, match='does not exist'):

@@ -183,7 +183,8 @@ def export_checkpoint(checkpoint_path, out_path, cosine_threshold=None, pack=Non
     if pack:
         faces = centre_crop(load_pack(pack).images[:parity_faces], config.input_size)
         real_inputs = to_network_input(torch.from_numpy(np.ascontiguousarray(faces)))
-    metadata = build_metadata(backbone, export_config, {'steps': checkpoint['step']})
+    steps = checkpoint['step'] + checkpoint.get('steps_before', 0)
+    metadata = build_metadata(backbone, export_config, {'steps': steps})
     return metadata, export_onnx(backbone, metadata, out_path, real_inputs)
 
 
