@@ -193,3 +193,36 @@ def test_eval_openset_lists_every_photo_given_someone_elses_id(tiny_model, tmp_p
         assert accepted['truth'] not in accepted['accepted_as']
         assert Path(accepted['photo']).is_file()
     assert 'accepted as P-' in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not LFW_DIR.is_dir(), reason='../shared LFW is absent')
+def test_calibrate_threshold_scores_only_pairs_of_different_people(
+        teacher_model, tmp_path, capsys):
+    # Three people, one folder each; LFW photos stand in for aligned canvases here.
+    people = {'Abdullah_Gul': 4, 'Adrien_Brody': 3, 'Al_Sharpton': 2}
+    for person, count in people.items():
+        (tmp_path / person).mkdir()
+        for photo in sorted((LFW_DIR / 'images' / person).iterdir())[:count]:
+            (tmp_path / person / photo.name).symlink_to(photo)
+    assert main(['calibrate-threshold', str(teacher_model), str(tmp_path), '--far', '0.5',
+                 '--margin', '69']) == 0
+    output = capsys.readouterr().out
+    # 9 faces give 36 pairs; 6 + 3 + 1 of them show one person twice.
+    assert '9 faces of 3 people, 26 impostor pairs' in output
+    threshold = float(output.split('threshold at FAR 0.5: ')[1].split()[0])
+    assert -1.0 <= threshold < 0.5   # the teacher scores different people low
+    assert 'too few' not in output   # 26 pairs resolve a FAR of 0.5
+    # 26 pairs cannot measure a FAR of 1e-5: the normal tail, above every pair, is used.
+    assert main(['calibrate-threshold', str(teacher_model), str(tmp_path), '--far', '1e-5',
+                 '--margin', '69']) == 0
+    output = capsys.readouterr().out
+    tail = float(output.split('normal tail ')[1].split()[0])
+    assert 'too few' in output and f'threshold at FAR 1e-05: {tail:.4f}' in output
+    assert tail > float(output.split('max ')[1].split()[0])
+    (tmp_path / 'Adrien_Brody').rename(tmp_path / 'lonely')
+    for person in ('Abdullah_Gul', 'lonely'):
+        for photo in (tmp_path / person).iterdir():
+            photo.unlink()
+        (tmp_path / person).rmdir()
+    assert main(['calibrate-threshold', str(teacher_model), str(tmp_path)]) == 2
+    assert 'impostor pairs need two' in capsys.readouterr().err

@@ -364,6 +364,10 @@ def test_held_out_faces_are_the_ones_training_never_sees(face_pack, tmp_path):
     assert counts['labelled'] + counts['unlabelled'] == 2
     written = sorted((tmp_path / 'held_out').rglob('*.png'))
     assert len(written) == 2 and cv2.imread(str(written[0])).shape == (128, 128, 3)
+    identities = {path.parent.name for path in written if 'unlabelled' not in path.parts}
+    assert identities == {pack_identity.replace('/', '_') for pack_identity in
+                          (data.load_pack(face_pack).identities[label]
+                           for label in labels[held_out] if label >= 0)}
 
 
 def test_a_recipe_inherits_its_base_and_replaces_only_the_keys_it_lists(tmp_path):

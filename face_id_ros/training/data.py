@@ -391,17 +391,19 @@ def held_out_indices(count, seed, fraction):
 
 def export_held_out(pack_path, indices, out_dir):
     """
-    Write held-out pack faces as PNG canvases into ``labelled/`` and ``unlabelled/``.
+    Write held-out pack faces as PNG canvases: ``labelled/<identity>/`` and ``unlabelled/``.
 
-    The two folders hold different people (CelebA identities; UTKFace and RMFD faces), so
-    ``face-id calibrate-threshold --faces-a unlabelled --faces-b labelled`` measures impostor
-    scores on faces the model never trained on. Returns the count written to each.
+    ``face-id calibrate-threshold MODEL DIR/labelled`` then measures impostor scores on
+    faces the model never trained on. Returns the count written to each kind.
     """
     pack = load_pack(pack_path)
     counts = {'labelled': 0, 'unlabelled': 0}
     for index in indices:
-        kind = 'labelled' if pack.labels[index] >= 0 else 'unlabelled'
+        label = int(pack.labels[index])
+        kind = 'labelled' if label >= 0 else 'unlabelled'
         folder = Path(out_dir) / kind
+        if label >= 0:
+            folder /= pack.identities[label].replace('/', '_')
         folder.mkdir(parents=True, exist_ok=True)
         image = cv2.cvtColor(np.asarray(pack.images[index]), cv2.COLOR_RGB2BGR)
         if not cv2.imwrite(str(folder / f'{index:06d}.png'), image):
