@@ -27,6 +27,10 @@ from face_id_ros.core.errors import FaceIdError
 import numpy as np
 
 
+# Thresholds the open-set check sweeps: finer near 1, where fail-closed models operate.
+OPENSET_SWEEP = np.round(np.r_[np.arange(0.20, 0.95, 0.05), np.arange(0.95, 0.995, 0.01)], 2)
+
+
 def add_commands(commands, add_common_options):
     """Register the evaluation and benchmark sub-commands."""
     parser = commands.add_parser('eval-pairs', help='LFW View 2 verification (10 folds)')
@@ -256,7 +260,7 @@ def run_eval_openset(args):
               'at_default': evaluation.identification_report(truths, decisions),
               'false_accepts': _false_accepts(probe_paths, truths, matches, names),
               'sweep': []}
-    for threshold in np.round(np.arange(0.20, 0.96, 0.05), 2):
+    for threshold in OPENSET_SWEEP:
         swept = [face.decision for face in
                  match(probes, snapshot, pipeline.config.matcher, float(threshold))]
         report['sweep'].append({'threshold': float(threshold),

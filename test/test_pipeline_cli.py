@@ -193,6 +193,10 @@ def test_eval_openset_lists_every_photo_given_someone_elses_id(tiny_model, tmp_p
         assert accepted['truth'] not in accepted['accepted_as']
         assert Path(accepted['photo']).is_file()
     assert 'accepted as P-' in capsys.readouterr().out
+    # Raising the threshold never accepts more strangers.
+    swept = [row['stranger_accepted'] for row in report['sweep']]
+    assert swept == sorted(swept, reverse=True)
+    assert [row['threshold'] for row in report['sweep']][-3:] == [0.97, 0.98, 0.99]
 
 
 @pytest.mark.skipif(not LFW_DIR.is_dir(), reason='../shared LFW is absent')
