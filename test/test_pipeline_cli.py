@@ -16,6 +16,7 @@
 
 import json
 from pathlib import Path
+import shutil
 
 from conftest import build_tiny_embedder, LFW_DIR
 import cv2
@@ -175,8 +176,8 @@ def test_bench_prints_every_stage(tiny_model, capsys):
 def test_eval_openset_lists_every_photo_given_someone_elses_id(tiny_model, tmp_path, capsys):
     people = ['Abdullah_Gul', 'Adrien_Brody', 'Al_Gore', 'Al_Sharpton', 'Aaron_Peirsol',
               'Aaron_Sorkin', 'Abel_Pacheco']
+    (tmp_path / 'images').mkdir()
     for person in people:
-        (tmp_path / 'images').mkdir(exist_ok=True)
         (tmp_path / 'images' / person).symlink_to(LFW_DIR / 'images' / person)
     # A random-weight model at a low threshold: it gives photos the wrong ids.
     config = tmp_path / 'face_id.yaml'
@@ -223,10 +224,7 @@ def test_calibrate_threshold_scores_only_pairs_of_different_people(
     tail = float(output.split('normal tail ')[1].split()[0])
     assert 'too few' in output and f'threshold at FAR 1e-05: {tail:.4f}' in output
     assert tail > float(output.split('max ')[1].split()[0])
-    (tmp_path / 'Adrien_Brody').rename(tmp_path / 'lonely')
-    for person in ('Abdullah_Gul', 'lonely'):
-        for photo in (tmp_path / person).iterdir():
-            photo.unlink()
-        (tmp_path / person).rmdir()
+    for person in ('Abdullah_Gul', 'Adrien_Brody'):
+        shutil.rmtree(tmp_path / person)
     assert main(['calibrate-threshold', str(teacher_model), str(tmp_path)]) == 2
     assert 'impostor pairs need two' in capsys.readouterr().err
