@@ -386,3 +386,13 @@ def test_base_recipes_that_form_a_loop_are_refused(tmp_path):
     second.write_text(f'base: {first}\n')
     with pytest.raises(ConfigError, match='loop'):
         load_recipe(first)
+
+
+def test_held_out_export_follows_the_recipe_and_its_base(face_pack, tmp_path):
+    child = tmp_path / 'child.yaml'
+    child.write_text(f'base: {SMOKE_RECIPE}\ndata:\n  pack: {face_pack}\n  val_fraction: 0.5\n'
+                     'train:\n  seed: 3\n')
+    data.main(['--recipe', str(child), '--export-held-out', str(tmp_path / 'held_out')])
+    expected = data.held_out_indices(9, seed=3, fraction=0.5)
+    written = sorted(int(path.stem) for path in (tmp_path / 'held_out').rglob('*.png'))
+    assert written == list(expected) and len(written) == 4

@@ -36,7 +36,7 @@ from pathlib import Path
 import time
 
 import cv2
-from face_id_ros.core.config import build_stage, read_yaml, setting
+from face_id_ros.core.config import build_stage, setting
 from face_id_ros.core.errors import ConfigError, FaceIdError, ImageDecodeError
 import numpy as np
 import onnxruntime
@@ -443,15 +443,15 @@ def main(argv=None):
     parser.add_argument('--export-held-out', metavar='DIR',
                         help='also write the faces the recipe holds out of training to DIR')
     args = parser.parse_args(argv)
+    from face_id_ros.training.train import load_recipe  # train imports this module
     try:
-        recipe = read_yaml(args.recipe, 'recipe') or {}
-        config = DataConfig.from_dict(recipe.get('data'), f'{args.recipe}: data')
+        recipe = load_recipe(args.recipe)  # follows its base recipes, as training does
+        config = recipe.data
         prepare(config, args.force, args.threads)
         if args.export_held_out:
-            seed = (recipe.get('train') or {}).get('seed', 0)
             count = len(load_pack(config.pack).labels)
             written = export_held_out(config.pack, held_out_indices(
-                count, seed, config.val_fraction), args.export_held_out)
+                count, recipe.train.seed, config.val_fraction), args.export_held_out)
             print(f'held-out faces in {args.export_held_out}: {written}')
     except (FaceIdError, OSError) as error:
         raise SystemExit(f'error: {error}')
