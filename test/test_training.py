@@ -230,6 +230,22 @@ def test_augmenter_output_shape_range_and_reproducibility(face_pack):
     assert torch.equal(plain, data.to_network_input(data.centre_crop(images)))
 
 
+def test_smeared_top_copies_one_row_upwards_and_leaves_the_rest(face_pack):
+    images = torch.from_numpy(np.array(data.load_pack(face_pack).images))
+    still = dict(max_shift=0, flip=0, color=0, low_light=0, blur=0, mask=0)
+    plain = data.Augmenter(data.AugmentConfig(**still))(images)
+    smeared = data.Augmenter(data.AugmentConfig(smear_top=1.0, **still), seed=1)(images)
+    depths = []
+    for before, after in zip(plain, smeared):
+        changed = (before != after).any(dim=(0, 2)).nonzero().ravel()
+        depth = int(changed.max()) + 1
+        assert torch.equal(after[:, :depth], after[:, depth:depth + 1].expand_as(after[:, :depth]))
+        assert torch.equal(after[:, depth:], before[:, depth:])
+        depths.append(depth)
+    # Canvas rows 24-40 are crop rows 16-32 when the crop is centred.
+    assert all(16 <= depth <= 32 for depth in depths) and len(set(depths)) > 1
+
+
 def _smoke_recipe(face_pack, **train):
     overrides = [f'data.pack={face_pack}', 'train.warmup_steps=5']
     overrides += [f'train.{key}={value}' for key, value in train.items()]
