@@ -232,7 +232,7 @@ def test_augmenter_output_shape_range_and_reproducibility(face_pack):
 
 def test_smeared_top_copies_one_row_upwards_and_leaves_the_rest(face_pack):
     images = torch.from_numpy(np.array(data.load_pack(face_pack).images))
-    still = dict(max_shift=0, flip=0, color=0, low_light=0, blur=0, mask=0)
+    still = {'max_shift': 0, 'flip': 0, 'color': 0, 'low_light': 0, 'blur': 0, 'mask': 0}
     plain = data.Augmenter(data.AugmentConfig(**still))(images)
     smeared = data.Augmenter(data.AugmentConfig(smear_top=1.0, **still), seed=1)(images)
     depths = []
