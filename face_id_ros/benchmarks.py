@@ -379,6 +379,9 @@ def run_calibrate_threshold(args):
         print(f'  {scores.size} pairs are too few to measure a FAR of {args.far:g} (fewer than '
               '10 expected false accepts): using the higher of the two')
     print(f'threshold at FAR {args.far:g}: {threshold:.4f}')
+    if threshold >= 1.0:
+        print('  no cosine reaches it: with this threshold the model names nobody. Calibrate '
+              'on more people, or this model cannot be trusted at this FAR')
     return 0
 
 

@@ -224,6 +224,7 @@ def test_calibrate_threshold_scores_only_pairs_of_different_people(
     tail = float(output.split('normal tail ')[1].split()[0])
     assert 'too few' in output and f'threshold at FAR 1e-05: {tail:.4f}' in output
     assert tail > float(output.split('max ')[1].split()[0])
+    assert ('names nobody' in output) == (tail >= 1.0)
     for person in ('Abdullah_Gul', 'Adrien_Brody'):
         shutil.rmtree(tmp_path / person)
     assert main(['calibrate-threshold', str(teacher_model), str(tmp_path)]) == 2
