@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 
 import cv2
-from face_id_ros.core.errors import ConfigError
+from face_id_ros.core.errors import ConfigError, ModelError
 from face_id_ros.core.model_metadata import METADATA_KEY, ModelMetadata
 from matplotlib import cbook
 import numpy as np
@@ -309,6 +309,34 @@ def test_a_run_can_start_from_a_checkpoint_pruned_into_a_smaller_net(face_pack, 
                                          f'train.init_from={tmp_path / "none.pt"}'])
     with pytest.raises(ConfigError, match='does not exist'):
         Trainer(missing, tmp_path / 'missing')
+
+
+@pytest.mark.parametrize('switches', [[], ['model.activation=relu6', 'model.eca=true']])
+def test_a_run_can_start_from_an_exported_onnx_file(face_pack, tmp_path, switches):
+    first = Trainer(load_recipe(SMOKE_RECIPE, [f'data.pack={face_pack}', 'train.epochs=1']
+                                + switches), tmp_path / 'first')
+    first.run()
+    onnx_path = first.export()
+    recipe = load_recipe(SMOKE_RECIPE, [f'data.pack={face_pack}', 'train.epochs=1',
+                                        f'train.init_from={onnx_path}'] + switches)
+    trainer = Trainer(recipe, tmp_path / 'second')
+    # The rebuilt net computes what the file computes, so the run continues that model.
+    faces = data.centre_crop(np.array(data.load_pack(face_pack).images))
+    inputs = data.to_network_input(torch.from_numpy(faces))
+    with torch.no_grad():
+        rebuilt = torch.nn.functional.normalize(trainer.model.eval()(inputs)).numpy()
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
+    assert np.abs(session.run(None, {'input': inputs.numpy()})[0] - rebuilt).max() < 1e-4
+    assert trainer.steps_before == first.step
+    trainer.run()
+    assert np.isfinite(trainer.validate())
+
+
+def test_only_our_own_exports_can_start_a_run(face_pack, tmp_path, tiny_model):
+    recipe = load_recipe(SMOKE_RECIPE, [f'data.pack={face_pack}',
+                                        f'train.init_from={tiny_model}'])
+    with pytest.raises(ModelError, match='backbone table'):
+        Trainer(recipe, tmp_path / 'run')
 
 
 def tiny_lfw(folder, portrait):

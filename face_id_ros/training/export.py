@@ -15,6 +15,9 @@
 """
 Export a trained backbone to ONNX with the ``face_id`` metadata, checked against torch.
 
+``backbone_from_onnx`` goes the other way, so that training can continue from a shipped
+model file when its checkpoint is gone.
+
 The exported graph takes ``input`` (N, 3, H, W) float RGB normalised as
 ``(pixel - 127.5) / 127.5`` and returns ``embedding`` (N, D) already L2-normalised inside
 the graph (the runtime normalises again, which changes nothing). The batch dimension is
@@ -31,11 +34,12 @@ import warnings
 
 from face_id_ros.core.config import build_stage, setting
 from face_id_ros.core.errors import FaceIdError, ModelError
-from face_id_ros.core.model_metadata import attach_metadata, ModelMetadata
-from face_id_ros.training.backbones import Backbone, BackboneConfig, count_macs
+from face_id_ros.core.model_metadata import attach_metadata, METADATA_KEY, ModelMetadata
+from face_id_ros.training.backbones import Backbone, BackboneConfig, ConvBNAct, count_macs
 from face_id_ros.training.data import centre_crop, load_pack, to_network_input
 import numpy as np
 import onnx
+from onnx import numpy_helper
 import onnxruntime
 import torch
 from torch import nn
@@ -158,6 +162,108 @@ def random_init_model(path, config=BackboneConfig(), seed=0):
                                  licence='Apache-2.0')
     export_onnx(backbone, build_metadata(backbone, export_config), path)
     return path
+
+
+def backbone_from_onnx(path, calibration_inputs):
+    """
+    Rebuild the Backbone that ``export_onnx`` wrote to ``path``; return ``(backbone, steps)``.
+
+    The exporter folds each batch norm into the conv before it, so the file holds the folded
+    conv weights and biases only. Each conv gets the folded weights, and its batch norm is
+    set so that it computes the folded bias in evaluation mode and keeps the feature scale
+    in training mode: its running mean and variance (and so its scale) are measured on
+    ``calibration_inputs`` (normalised NCHW faces). Raise ModelError when the file is not
+    one of our table-driven backbones.
+    """
+    graph = onnx.load(str(path))
+    properties = {prop.key: prop.value for prop in graph.metadata_props}
+    if METADATA_KEY not in properties:
+        raise ModelError(f'{path}: no {METADATA_KEY} metadata, not a face_id export')
+    metadata = ModelMetadata.from_json(properties[METADATA_KEY], str(path))
+    extra = metadata.extra
+    if 'arch' not in extra:
+        raise ModelError(f'{path}: its metadata names no backbone table (extra.arch)')
+    operators = {node.op_type for node in graph.graph.node}
+    config = BackboneConfig(
+        arch=extra['arch'], width_mult=extra['width_mult'], head=extra['head'],
+        eca=extra['eca'], eca_hswish=extra['eca_hswish'],
+        embedding_size=metadata.embedding_size, input_size=metadata.input_size[0],
+        activation='prelu' if 'PRelu' in operators else 'relu6',
+        expansion_keep=extra.get('expansion_keep', 1.0))
+    backbone = Backbone(config)
+    _load_folded_weights(backbone, graph, path)
+    _calibrate_batch_norms(backbone, calibration_inputs)
+    return backbone.eval(), int(extra.get('steps', 0))
+
+
+def _load_folded_weights(backbone, graph, path):
+    """Copy the file's convs (in graph order), PReLU slopes, linear and last batch norm."""
+    weights = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.graph.initializer}
+    nodes = {kind: [node for node in graph.graph.node if node.op_type == kind]
+             for kind in ('Conv', 'PRelu', 'MatMul', 'BatchNormalization')}
+    convs = [module for module in backbone.modules() if isinstance(module, (nn.Conv1d,
+                                                                            nn.Conv2d))]
+    norms = {block[0]: block[1] for block in backbone.modules() if isinstance(block, ConvBNAct)}
+    prelus = [module for module in backbone.modules() if isinstance(module, nn.PReLU)]
+    if (len(convs), len(prelus)) != (len(nodes['Conv']), len(nodes['PRelu'])):
+        raise ModelError(f'{path}: {len(nodes["Conv"])} convs and {len(nodes["PRelu"])} PReLUs,'
+                         f' but {backbone.config.arch} has {len(convs)} and {len(prelus)}')
+    with torch.no_grad():
+        for conv, node in zip(convs, nodes['Conv']):
+            _copy(conv.weight, weights[node.input[1]], path)
+            if conv in norms:  # eval: (y - 0) / sqrt(1 - eps + eps) * 1 + bias = y + bias
+                norm = norms[conv]
+                norm.running_mean.zero_()
+                norm.running_var.fill_(1 - norm.eps)
+                norm.weight.fill_(1)
+                _copy(norm.bias, weights[node.input[2]], path)
+        for prelu, node in zip(prelus, nodes['PRelu']):
+            _copy(prelu.weight, weights[node.input[1]].reshape(-1), path)
+        head = backbone.head
+        _copy(head.linear.weight, weights[nodes['MatMul'][0].input[1]].T, path)
+        norm_inputs = nodes['BatchNormalization'][0].input
+        for name, value in zip(('weight', 'bias', 'running_mean', 'running_var'),
+                               norm_inputs[1:]):
+            _copy(getattr(head.norm, name), weights[value], path)
+
+
+def _copy(parameter, array, path):
+    """Copy ``array`` into ``parameter``; raise ModelError when the shapes differ."""
+    if tuple(parameter.shape) != array.shape:
+        raise ModelError(f'{path}: a tensor of shape {array.shape} where the backbone has '
+                         f'{tuple(parameter.shape)}')
+    parameter.copy_(torch.tensor(array))
+
+
+def _calibrate_batch_norms(backbone, inputs):
+    """
+    Give each conv's batch norm the statistics of that conv's output on ``inputs``.
+
+    With running mean m, variance v, scale sqrt(v + eps) and bias m + b, evaluation still
+    computes y + b, and training (batch statistics close to m and v) does too.
+    """
+    norms = [block[1] for block in backbone.modules() if isinstance(block, ConvBNAct)]
+    moments = {}
+
+    def record(norm):
+        def hook(module, args):
+            moments[norm] = (args[0].mean((0, 2, 3)), args[0].var((0, 2, 3), unbiased=False))
+        return hook
+
+    handles = [norm.register_forward_pre_hook(record(norm)) for norm in norms]
+    try:
+        backbone.eval()
+        with torch.no_grad():
+            backbone(inputs)
+            for norm in norms:
+                mean, variance = moments[norm]
+                norm.bias.add_(mean)
+                norm.weight.copy_(torch.sqrt(variance + norm.eps))
+                norm.running_mean.copy_(mean)
+                norm.running_var.copy_(variance)
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def export_checkpoint(checkpoint_path, out_path, cosine_threshold=None, pack=None,

@@ -41,7 +41,8 @@ from face_id_ros.training.backbones import Backbone, BackboneConfig, prune_into
 from face_id_ros.training.data import (
     AugmentConfig, Augmenter, centre_crop, DataConfig, held_out_indices, load_pack,
     to_network_input)
-from face_id_ros.training.export import build_metadata, export_onnx, ExportConfig
+from face_id_ros.training.export import (
+    backbone_from_onnx, build_metadata, export_onnx, ExportConfig)
 from face_id_ros.training.losses import CombinedLoss, LossConfig
 from matplotlib.figure import Figure
 import numpy as np
@@ -54,6 +55,8 @@ LOG_COLUMNS = ('step', 'epoch', 'lr', 'loss', 'margin', 'triplet', 'distill',
                'seconds_per_batch')
 EPOCH_COLUMNS = ('epoch', 'step', 'mean_loss', 'val_teacher_cosine', 'minutes')
 PARITY_FACES = 32
+# Faces whose feature statistics restore the batch norms of a model read from ONNX.
+CALIBRATION_FACES = 512
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,9 @@ class TrainConfig:
     seed: int = setting(0, 'Seed of weights, batches and augmentation.', 0, 2 ** 31 - 1)
     device: str = setting('auto', 'Device; auto means cuda when available.',
                           choices=('auto', 'cpu', 'cuda'))
-    init_from: str = setting('', 'Checkpoint whose weights start the run (pruned into the '
-                             'model when it keeps fewer expanded channels); empty: random.')
+    init_from: str = setting('', 'Checkpoint, or ONNX file exported by this project, whose '
+                             'weights start the run (pruned into the model when it keeps '
+                             'fewer expanded channels); empty: random.')
     torch_compile: bool = setting(False, 'torch.compile the training forward pass (minutes to '
                                   'compile; no faster on the 2-core CPU, try it on a GPU).')
 
@@ -151,7 +155,7 @@ class BatchPlan:
     def __init__(self, labels, config, seed, val_fraction):
         """Hold out ``val_fraction`` of the faces; index the rest by identity."""
         self.val = held_out_indices(len(labels), seed, val_fraction)
-        train = np.setdiff1d(np.arange(len(labels)), self.val)
+        self.train = train = np.setdiff1d(np.arange(len(labels)), self.val)
         self.unlabelled = train[labels[train] < 0]
         labelled = train[labels[train] >= 0]
         self.identities = [labelled[labels[labelled] == label]
@@ -231,7 +235,7 @@ class Trainer:
         # Steps that made the starting weights, so the exported model reports all of them.
         self.steps_before = 0
         if config.init_from:
-            start, self.steps_before = _checkpoint_backbone(config.init_from)
+            start, self.steps_before = self._starting_backbone(config.init_from)
             prune_into(start, self.model)
         self.forward = torch.compile(self.model) if config.torch_compile else self.model
         self.criterion = CombinedLoss(
@@ -326,6 +330,19 @@ class Trainer:
         faces = centre_crop(self.pack.images[indices], self.recipe.model.input_size)
         return to_network_input(torch.from_numpy(np.ascontiguousarray(faces))).to(self.device)
 
+    def _starting_backbone(self, path):
+        """Return the Backbone in ``path`` (checkpoint or ONNX) and the steps that made it."""
+        if not os.path.exists(path):
+            raise ConfigError(f'train.init_from: {path} does not exist')
+        if str(path).endswith('.onnx'):
+            faces = np.linspace(0, len(self.plan.train) - 1, CALIBRATION_FACES).astype(int)
+            with torch.no_grad():
+                return backbone_from_onnx(path, self._centre_inputs(self.plan.train[faces]))
+        state = torch.load(path, map_location='cpu', weights_only=True)
+        model = Backbone(BackboneConfig.from_dict(state['backbone'], f'{path}: backbone'))
+        model.load_state_dict(state['model'])
+        return model, state['step'] + state.get('steps_before', 0)
+
     def log_step(self, loss, parts, seconds):
         """Append one row to train_log.csv."""
         row = {'step': self.step + 1, 'epoch': self.epoch + 1, 'loss': f'{loss:.5f}',
@@ -384,16 +401,6 @@ class Trainer:
         path = self.out_dir / 'face_embedder.onnx'
         export_onnx(model, metadata, path, self._centre_inputs(faces))
         return path
-
-
-def _checkpoint_backbone(path):
-    """Return the Backbone saved in a training checkpoint (on the CPU) and its total steps."""
-    if not os.path.exists(path):
-        raise ConfigError(f'train.init_from: checkpoint {path} does not exist')
-    state = torch.load(path, map_location='cpu', weights_only=True)
-    model = Backbone(BackboneConfig.from_dict(state['backbone'], f'{path}: backbone'))
-    model.load_state_dict(state['model'])
-    return model, state['step'] + state.get('steps_before', 0)
 
 
 def _load_targets(path, count):
