@@ -332,6 +332,26 @@ def test_a_run_can_start_from_an_exported_onnx_file(face_pack, tmp_path, switche
     assert np.isfinite(trainer.validate())
 
 
+def test_epoch_log_watches_how_alike_different_held_out_people_look(face_pack, tmp_path):
+    recipe = load_recipe(SMOKE_RECIPE, [f'data.pack={face_pack}', 'train.epochs=1',
+                                        'data.val_fraction=0.7'])
+    trainer = Trainer(recipe, tmp_path / 'run')
+    trainer.run()
+    with open(tmp_path / 'run' / 'epoch_log.csv', encoding='utf-8') as stream:
+        logged = float(next(csv.DictReader(stream))['val_impostor_cosine'])
+    # The same number from the exported file, through onnxruntime.
+    held_out = trainer.plan.val[trainer.pack.labels[trainer.plan.val] >= 0]
+    labels = trainer.pack.labels[held_out]
+    faces = data.centre_crop(np.array(trainer.pack.images[held_out]))
+    session = onnxruntime.InferenceSession(str(trainer.export()),
+                                           providers=['CPUExecutionProvider'])
+    embeddings = session.run(None, {'input': data.to_network_input(
+        torch.from_numpy(faces)).numpy()})[0]
+    different = labels[:, None] != labels[None]
+    assert different.any()
+    assert logged == pytest.approx((embeddings @ embeddings.T)[different].mean(), abs=1e-4)
+
+
 def test_only_our_own_exports_can_start_a_run(face_pack, tmp_path, tiny_model):
     recipe = load_recipe(SMOKE_RECIPE, [f'data.pack={face_pack}',
                                         f'train.init_from={tiny_model}'])

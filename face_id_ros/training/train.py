@@ -53,7 +53,8 @@ import yaml
 
 LOG_COLUMNS = ('step', 'epoch', 'lr', 'loss', 'margin', 'triplet', 'distill',
                'seconds_per_batch')
-EPOCH_COLUMNS = ('epoch', 'step', 'mean_loss', 'val_teacher_cosine', 'minutes')
+EPOCH_COLUMNS = ('epoch', 'step', 'mean_loss', 'val_teacher_cosine', 'val_impostor_cosine',
+                 'minutes')
 PARITY_FACES = 32
 # Faces whose feature statistics restore the batch norms of a model read from ONNX.
 CALIBRATION_FACES = 512
@@ -325,6 +326,23 @@ class Trainer:
                 cosines.append(functional.cosine_similarity(embeddings, teacher).cpu())
         return float(torch.cat(cosines).mean())
 
+    def impostor_cosine(self):
+        """
+        Return the mean cosine between held-out labelled faces of different people (or None).
+
+        A student can score well against its teacher and still crowd natural photos into one
+        cone (it did, by telling data sets apart): this watches that directly.
+        """
+        faces = self.plan.val[self.pack.labels[self.plan.val] >= 0]
+        labels = self.pack.labels[faces]
+        if len(np.unique(labels)) < 2:
+            return None
+        self.model.eval()
+        with torch.no_grad():
+            embeddings = functional.normalize(self.model(self._centre_inputs(faces)), dim=1)
+        cosines = (embeddings @ embeddings.T).cpu().numpy()
+        return float(cosines[labels[:, None] != labels[None]].mean())
+
     def _centre_inputs(self, indices):
         """Return network input of the faces' centre crops."""
         faces = centre_crop(self.pack.images[indices], self.recipe.model.input_size)
@@ -352,10 +370,11 @@ class Trainer:
 
     def end_epoch(self, losses, seconds):
         """Validate, append to epoch_log.csv and redraw the learning curve."""
-        cosine = self.validate()
+        cosine, impostor = self.validate(), self.impostor_cosine()
         row = {'epoch': self.epoch, 'step': self.step,
                'mean_loss': f'{np.mean(losses):.5f}' if losses else '',
                'val_teacher_cosine': '' if cosine is None else f'{cosine:.5f}',
+               'val_impostor_cosine': '' if impostor is None else f'{impostor:.5f}',
                'minutes': f'{seconds / 60:.2f}'}
         _append_csv(self.out_dir / 'epoch_log.csv', EPOCH_COLUMNS, row)
         plot_learning_curve(self.out_dir)
@@ -455,10 +474,13 @@ def plot_learning_curve(out_dir):
     losses.set(xlabel='step', ylabel='weighted total, unweighted terms', yscale='log',
                title=f'training loss (mean of {window} steps)')
     losses.legend()
-    rows = [row for row in epochs if row['val_teacher_cosine']]
-    validation.plot([int(row['epoch']) for row in rows],
-                    [float(row['val_teacher_cosine']) for row in rows], marker='o')
-    validation.set(xlabel='epoch', ylabel='cosine', title='held-out student-teacher cosine')
+    for name, label in (('val_teacher_cosine', 'student-teacher, same face'),
+                        ('val_impostor_cosine', 'different people (labelled)')):
+        rows = [row for row in epochs if row.get(name)]
+        validation.plot([int(row['epoch']) for row in rows],
+                        [float(row[name]) for row in rows], marker='o', label=label)
+    validation.set(xlabel='epoch', ylabel='mean cosine', title='held-out faces')
+    validation.legend()
     figure.tight_layout()
     figure.savefig(out_dir / 'learning_curve.png', dpi=100)
 
