@@ -334,7 +334,7 @@ def test_a_run_can_start_from_an_exported_onnx_file(face_pack, tmp_path, switche
 
 def test_epoch_log_watches_how_alike_different_held_out_people_look(face_pack, tmp_path):
     recipe = load_recipe(SMOKE_RECIPE, [f'data.pack={face_pack}', 'train.epochs=1',
-                                        'data.val_fraction=0.7'])
+                                        'data.val_fraction=0.5'])
     trainer = Trainer(recipe, tmp_path / 'run')
     trainer.run()
     with open(tmp_path / 'run' / 'epoch_log.csv', encoding='utf-8') as stream:
