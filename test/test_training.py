@@ -311,7 +311,8 @@ def test_a_run_can_start_from_a_checkpoint_pruned_into_a_smaller_net(face_pack, 
         Trainer(missing, tmp_path / 'missing')
 
 
-@pytest.mark.parametrize('switches', [[], ['model.activation=relu6', 'model.eca=true']])
+@pytest.mark.parametrize('switches', [[], ['model.activation=relu6', 'model.eca=true'],
+                                      ['model.expansion_keep=0.5']])
 def test_a_run_can_start_from_an_exported_onnx_file(face_pack, tmp_path, switches):
     first = Trainer(load_recipe(SMOKE_RECIPE, [f'data.pack={face_pack}', 'train.epochs=1']
                                 + switches), tmp_path / 'first')

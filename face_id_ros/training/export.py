@@ -85,6 +85,7 @@ def build_metadata(backbone, export_config, extra=None):
     config = backbone.config
     macs, parameters = count_macs(backbone, (config.input_size,) * 2)
     details = {'arch': config.arch, 'head': config.head, 'width_mult': config.width_mult,
+               'expansion_keep': config.expansion_keep,
                'eca': config.eca, 'eca_hswish': config.eca_hswish, 'macs': macs,
                'parameters': parameters, 'l2_normalised_output': True}
     details.update(extra or {})
@@ -189,6 +190,7 @@ def backbone_from_onnx(path, calibration_inputs):
         eca=extra['eca'], eca_hswish=extra['eca_hswish'],
         embedding_size=metadata.embedding_size, input_size=metadata.input_size[0],
         activation='prelu' if 'PRelu' in operators else 'relu6',
+        # Files exported before pruning was recorded keep every channel.
         expansion_keep=extra.get('expansion_keep', 1.0))
     backbone = Backbone(config)
     _load_folded_weights(backbone, graph, path)
