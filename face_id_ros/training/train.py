@@ -316,17 +316,12 @@ class Trainer:
         """Return the mean cosine of student and teacher on the held-out faces (or None)."""
         if self.targets is None or not len(self.plan.val):
             return None
-        self.model.eval()
-        cosines = []
+        embeddings = self._embed(self.plan.val)
         with torch.no_grad():
-            for start in range(0, len(self.plan.val), self.recipe.train.batch_size):
-                indices = self.plan.val[start:start + self.recipe.train.batch_size]
-                embeddings = self.model(self._centre_inputs(indices))
-                if self.criterion.projection is not None:
-                    embeddings = self.criterion.projection(embeddings)
-                teacher = torch.from_numpy(self.targets[indices]).to(self.device)
-                cosines.append(functional.cosine_similarity(embeddings, teacher).cpu())
-        return float(torch.cat(cosines).mean())
+            if self.criterion.projection is not None:
+                embeddings = self.criterion.projection(embeddings)
+        teacher = torch.from_numpy(self.targets[self.plan.val]).to(self.device)
+        return float(functional.cosine_similarity(embeddings, teacher).mean())
 
     def impostor_cosine(self):
         """
@@ -339,14 +334,17 @@ class Trainer:
         labels = self.pack.labels[faces]
         if len(np.unique(labels)) < 2:
             return None
+        embeddings = functional.normalize(self._embed(faces), dim=1)
+        cosines = (embeddings @ embeddings.T).cpu().numpy()
+        return float(cosines[labels[:, None] != labels[None]].mean())
+
+    def _embed(self, indices):
+        """Return the evaluation-mode embeddings of the faces' centre crops, in batches."""
         self.model.eval()
         size = self.recipe.train.batch_size
         with torch.no_grad():
-            embeddings = torch.cat([self.model(self._centre_inputs(faces[start:start + size]))
-                                    for start in range(0, len(faces), size)])
-        embeddings = functional.normalize(embeddings, dim=1)
-        cosines = (embeddings @ embeddings.T).cpu().numpy()
-        return float(cosines[labels[:, None] != labels[None]].mean())
+            return torch.cat([self.model(self._centre_inputs(indices[start:start + size]))
+                              for start in range(0, len(indices), size)])
 
     def _centre_inputs(self, indices):
         """Return network input of the faces' centre crops."""
@@ -359,8 +357,7 @@ class Trainer:
             raise ConfigError(f'train.init_from: {path} does not exist')
         if str(path).endswith('.onnx'):
             faces = np.linspace(0, len(self.plan.train) - 1, CALIBRATION_FACES).astype(int)
-            with torch.no_grad():
-                return backbone_from_onnx(path, self._centre_inputs(self.plan.train[faces]))
+            return backbone_from_onnx(path, self._centre_inputs(self.plan.train[faces]))
         state = torch.load(path, map_location='cpu', weights_only=True)
         model = Backbone(BackboneConfig.from_dict(state['backbone'], f'{path}: backbone'))
         model.load_state_dict(state['model'])
