@@ -68,6 +68,11 @@ class NodeConfig:
         False, 'Publish annotated frames on ~/debug_image (costs CPU; shows faces).')
     diagnostics_period_s: float = setting(1.0, 'Seconds between /diagnostics messages.',
                                           0.1, 60.0)
+    max_stamp_offset_s: float = setting(
+        1.0, '/diagnostics warns when the median latency from image stamp to publication is '
+        'beyond this many seconds either way: image stamps and the node clock disagree (camera '
+        'clock, bag played without --clock, use_sim_time) and the medication gate denies.',
+        0.01, 3600.0)
 
 
 def stage_rows(stage_cls, prefix=''):

@@ -16,9 +16,9 @@
 What the face_id_node reports about itself, computed without ROS.
 
 ``NodeStatistics`` counts frames in (camera callback) and out (worker thread) and measures
-rates and latency; ``diagnostic_report`` turns them and the loaded model and gallery into
-the level, message and key-values of one ``diagnostic_msgs/DiagnosticStatus``;
-``vision_info_fields`` fills ``/face_id/gallery_info``.
+rates, failures and latency over a recent window; ``diagnostic_report`` turns them and the
+loaded model and gallery into the level, message and key-values of one
+``diagnostic_msgs/DiagnosticStatus``; ``vision_info_fields`` fills ``/face_id/gallery_info``.
 """
 
 from collections import deque
@@ -29,7 +29,8 @@ import numpy as np
 
 # Frames older than this on the input mean the camera (or its topic name) is wrong.
 INPUT_STALE_S = 2.0
-# Rates and latencies are measured over this recent window.
+# Rates, failures and latencies are measured over this recent window, so the report
+# recovers once the camera, the frames or the clocks are right again.
 WINDOW_S = 5.0
 
 
@@ -64,6 +65,29 @@ class RateMeter:
             self._times.popleft()
 
 
+class RecentValues:
+    """Values with the times they were seen, keeping those of a sliding window (seconds)."""
+
+    def __init__(self, window_s=WINDOW_S):
+        """Start empty; ``window_s`` is how long a value counts."""
+        self.window_s = window_s
+        self._items = deque()
+
+    def add(self, now, value):
+        """Record ``value`` seen at ``now``."""
+        self._items.append((now, value))
+        self._forget(now)
+
+    def values(self, now):
+        """Return the values seen within the window ending at ``now``, oldest first."""
+        self._forget(now)
+        return [value for _, value in self._items]
+
+    def _forget(self, now):
+        while self._items and now - self._items[0][0] > self.window_s:
+            self._items.popleft()
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """The model and gallery a configured node uses, as reported to people."""
@@ -86,15 +110,22 @@ class DiagnosticReport:
 
 
 class NodeStatistics:
-    """Thread-safe counters of frames received, dropped, processed and failed."""
+    """
+    Thread-safe counters of frames received, dropped, processed and failed.
+
+    The counts are totals since start; rates, failures and latencies are also reported over
+    the last ``window_s`` seconds, which is what the node's health is judged on.
+    """
 
     def __init__(self, window_s=WINDOW_S):
         """Start with every count at zero."""
+        self.window_s = window_s
         self._lock = threading.Lock()
         self._input = RateMeter(window_s)
         self._output = RateMeter(window_s)
-        self._latencies = deque(maxlen=100)
-        self._processing = deque(maxlen=100)
+        self._latencies = RecentValues(window_s)
+        self._processing = RecentValues(window_s)
+        self._failures = RecentValues(window_s)
         self.received = 0
         self.dropped = 0
         self.processed = 0
@@ -113,40 +144,54 @@ class NodeStatistics:
         with self._lock:
             self._output.tick(now)
             self.processed += 1
-            self._latencies.append(latency_s)
-            self._processing.append(processing_s)
+            self._latencies.add(now, latency_s)
+            self._processing.add(now, processing_s)
 
-    def frame_failed(self, reason):
-        """Count a frame that could not be decoded or processed, keeping the reason."""
+    def frame_failed(self, now, reason):
+        """Count a frame that could not be decoded or processed at ``now``, with the reason."""
         with self._lock:
             self.failed += 1
             self.last_error = str(reason)
+            self._failures.add(now, self.last_error)
 
     def summary(self, now):
-        """Return a dict of the current rates, counts and latency percentiles."""
+        """
+        Return a dict of the current rates, counts and latency percentiles.
+
+        ``failed`` is the total since start, ``failed_recent`` and ``recent_error`` (the
+        latest reason, or '') cover the window, as do the rates and latencies.
+        """
         with self._lock:
             last_input = self._input.last()
+            failures = self._failures.values(now)
+            latencies = self._latencies.values(now)
+            processing = self._processing.values(now)
             return {
+                'window_s': self.window_s,
                 'input_rate_hz': self._input.rate(now),
                 'processing_rate_hz': self._output.rate(now),
                 'received': self.received,
                 'dropped': self.dropped,
                 'processed': self.processed,
                 'failed': self.failed,
+                'failed_recent': len(failures),
+                'recent_error': failures[-1] if failures else '',
                 'last_error': self.last_error,
                 'input_age_s': None if last_input is None else now - last_input,
-                'latency_ms_median': _percentile_ms(self._latencies, 50),
-                'latency_ms_p95': _percentile_ms(self._latencies, 95),
-                'processing_ms_median': _percentile_ms(self._processing, 50),
+                'latency_ms_median': _percentile_ms(latencies, 50),
+                'latency_ms_p95': _percentile_ms(latencies, 95),
+                'processing_ms_median': _percentile_ms(processing, 50),
             }
 
 
-def diagnostic_report(summary, loaded, camera_topic):
+def diagnostic_report(summary, loaded, camera_topic, max_stamp_offset_s):
     """
     Judge the node's health from a ``NodeStatistics.summary`` and the LoadedModel.
 
-    ERROR: no model or gallery loaded. WARN: no camera frames lately, frames failing, or
-    nobody enrolled (every face is then ``unknown``). OK otherwise.
+    ERROR: no model or gallery loaded. WARN: no camera frames lately, frames failing lately,
+    image stamps and the node's clock more than ``max_stamp_offset_s`` apart (median
+    latency: the medication gate then finds every face stale), or nobody enrolled (every
+    face is then ``unknown``). OK otherwise. ``camera_topic`` is the topic subscribed to.
     """
     if loaded is None:
         return DiagnosticReport('ERROR', 'model and gallery not loaded (node unconfigured)',
@@ -156,8 +201,13 @@ def diagnostic_report(summary, loaded, camera_topic):
     if age is None or age > INPUT_STALE_S:
         problems.append(f'no camera frames on {camera_topic}'
                         + ('' if age is None else f' for {age:.1f} s'))
-    if summary['failed'] and summary['last_error']:
-        problems.append(f'{summary["failed"]} frame(s) failed: {summary["last_error"]}')
+    window = f'{summary["window_s"]:g} s'
+    if summary['failed_recent']:
+        problems.append(f'{summary["failed_recent"]} frame(s) failed in the last {window}: '
+                        f'{summary["recent_error"]}')
+    clock = clock_disagreement(summary['latency_ms_median'], max_stamp_offset_s)
+    if clock:
+        problems.append(clock)
     if loaded.patients == 0:
         problems.append('gallery has no enrolled patients: every face is unknown')
     if problems:
@@ -180,11 +230,34 @@ def diagnostic_report(summary, loaded, camera_topic):
         ('frames dropped', str(summary['dropped'])),
         ('frames processed', str(summary['processed'])),
         ('frames failed', str(summary['failed'])),
+        (f'frames failed (last {window})', str(summary['failed_recent'])),
+        ('last failure', summary['last_error'] or 'none'),
         ('latency median (ms)', _format_ms(summary['latency_ms_median'])),
         ('latency p95 (ms)', _format_ms(summary['latency_ms_p95'])),
         ('processing median (ms)', _format_ms(summary['processing_ms_median'])),
     )
     return DiagnosticReport(level, message, values)
+
+
+def clock_disagreement(latency_ms_median, max_stamp_offset_s):
+    """
+    Say how far image stamps and the node's clock disagree, or return '' within the bound.
+
+    The latency runs from the image stamp to publication on the node's clock, so a median
+    beyond ``max_stamp_offset_s`` means stamps behind the clock (a bag replayed without
+    ``--clock``, a camera clock running late) and a negative one stamps ahead of it
+    (``use_sim_time`` without a clock, a camera clock running early).
+    """
+    if latency_ms_median is None:
+        return ''
+    offset_s = latency_ms_median / 1000.0
+    if abs(offset_s) <= max_stamp_offset_s:
+        return ''
+    side = 'behind' if offset_s > 0 else 'ahead of'
+    return (f'image stamps are {_format_duration(abs(offset_s))} {side} the node clock '
+            f'(median latency, bound {max_stamp_offset_s:g} s): the medication gate denies '
+            'such frames; synchronise the camera and robot clocks, or play bags with --clock '
+            'and use_sim_time')
 
 
 def vision_info_fields(loaded):
@@ -208,3 +281,11 @@ def _percentile_ms(values, percent):
 
 def _format_ms(value):
     return 'n/a' if value is None else f'{value:.1f}'
+
+
+def _format_duration(seconds):
+    if seconds < 120.0:
+        return f'{seconds:.2f} s'
+    if seconds < 2 * 86400.0:
+        return f'{seconds / 3600.0:.1f} h'
+    return f'{seconds / 86400.0:.1f} days'

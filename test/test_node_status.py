@@ -21,6 +21,11 @@ from face_id_ros.ros_messages import rosbags_typestore
 import pytest
 
 LOADED = LoadedModel('mobilefacenet', '1.2', 'ab' * 32, '/ward/gallery.db', 12, 30)
+MAX_STAMP_OFFSET_S = 1.0
+
+
+def report_of(summary, loaded=LOADED, topic='/cam'):
+    return diagnostic_report(summary, loaded, topic, MAX_STAMP_OFFSET_S)
 
 
 def test_rate_meter_measures_a_steady_stream_and_decays_when_it_stops():
@@ -48,16 +53,22 @@ def test_statistics_count_what_the_newest_frame_slot_drops():
     assert summary['input_age_s'] == pytest.approx(0.01)
 
 
+def stream(statistics, start_s, end_s, latency_s=0.03, rate_hz=15.0):
+    """Feed frames received and processed at ``rate_hz`` from ``start_s`` up to ``end_s``."""
+    for index in range(round((end_s - start_s) * rate_hz)):
+        now = start_s + index / rate_hz
+        statistics.frame_received(now, False)
+        statistics.frame_processed(now, latency_s, 0.012)
+
+
 def _healthy_summary():
     statistics = NodeStatistics()
-    for index in range(20):
-        statistics.frame_received(index / 15.0, False)
-        statistics.frame_processed(index / 15.0, 0.03, 0.012)
+    stream(statistics, 0.0, 20 / 15.0)
     return statistics.summary(19 / 15.0)
 
 
 def test_a_healthy_node_reports_ok_with_every_value_people_need():
-    report = diagnostic_report(_healthy_summary(), LOADED, '/camera/image_raw')
+    report = report_of(_healthy_summary(), topic='/camera/image_raw')
     assert report.level == 'OK'
     assert report.message == 'identifying at 15.0 Hz'
     values = dict(report.values)
@@ -68,24 +79,87 @@ def test_a_healthy_node_reports_ok_with_every_value_people_need():
     assert values['frames dropped'] == '0'
     assert values['latency median (ms)'] == '30.0'
     assert values['model'] == 'mobilefacenet 1.2'
+    assert values['frames failed'] == values['frames failed (last 5 s)'] == '0'
+    assert values['last failure'] == 'none'
 
 
 def test_problems_are_warned_about_and_an_unloaded_node_is_an_error():
     statistics = NodeStatistics()
-    report = diagnostic_report(statistics.summary(10.0), LOADED, '/cam')
+    report = report_of(statistics.summary(10.0))
     assert report.level == 'WARN' and 'no camera frames on /cam' in report.message
     assert dict(report.values)['latency median (ms)'] == 'n/a'
     statistics.frame_received(10.0, False)
-    statistics.frame_failed('unsupported image encoding 16UC1')
+    statistics.frame_failed(10.0, 'unsupported image encoding 16UC1')
     empty = LoadedModel('m', '1', 'ff' * 32, '/g.db', 0, 0)
-    report = diagnostic_report(statistics.summary(10.5), empty, '/cam')
+    report = report_of(statistics.summary(10.5), empty)
     assert report.level == 'WARN'
-    assert '1 frame(s) failed: unsupported image encoding 16UC1' in report.message
+    assert ('1 frame(s) failed in the last 5 s: unsupported image encoding 16UC1'
+            in report.message)
     assert 'no enrolled patients' in report.message
     assert 'no camera frames' not in report.message
-    assert diagnostic_report(statistics.summary(30.0), LOADED, '/cam').message.startswith(
+    assert report_of(statistics.summary(30.0)).message.startswith(
         'no camera frames on /cam for 20.0 s')
-    assert diagnostic_report(_healthy_summary(), None, '/cam').level == 'ERROR'
+    assert report_of(_healthy_summary(), None).level == 'ERROR'
+
+
+def test_one_bad_frame_warns_for_the_window_then_good_frames_are_ok_again():
+    statistics = NodeStatistics(window_s=5.0)
+    stream(statistics, 0.0, 2.0)
+    statistics.frame_failed(2.0, 'ImageDecodeError: truncated JPEG')
+    stream(statistics, 2.0, 6.0)
+    report = report_of(statistics.summary(6.0))
+    assert report.level == 'WARN'
+    assert report.message == ('1 frame(s) failed in the last 5 s: '
+                              'ImageDecodeError: truncated JPEG')
+    # 70 s of good frames later the node is healthy again; the total stays a value.
+    stream(statistics, 6.0, 76.0)
+    report = report_of(statistics.summary(76.0))
+    assert report.level == 'OK', report.message
+    values = dict(report.values)
+    assert values['frames failed'] == '1'
+    assert values['frames failed (last 5 s)'] == '0'
+    assert values['last failure'] == 'ImageDecodeError: truncated JPEG'
+
+
+def test_failures_in_the_window_are_counted_and_the_newest_reason_shown():
+    statistics = NodeStatistics(window_s=5.0)
+    statistics.frame_failed(1.0, 'first')
+    for now in (4.0, 5.0, 6.5):
+        statistics.frame_failed(now, f'at {now}')
+    stream(statistics, 6.0, 7.0)
+    summary = statistics.summary(7.0)
+    assert (summary['failed'], summary['failed_recent']) == (4, 3)
+    assert summary['recent_error'] == 'at 6.5'
+
+
+@pytest.mark.parametrize('latency_s, side, amount', [
+    (334 * 86400.0, 'behind', '334.0 days'),   # a bag from 334 days ago, played without --clock
+    (2.5, 'behind', '2.50 s'),
+    (-1.7e9, 'ahead of', '19675.9 days'),      # use_sim_time with no /clock: the node is at 0
+    (-3.0 * 3600, 'ahead of', '3.0 h'),        # a camera clock in another time zone
+])
+def test_stamps_and_node_clock_that_disagree_are_warned_about_saying_which_is_ahead(
+        latency_s, side, amount):
+    statistics = NodeStatistics()
+    stream(statistics, 0.0, 3.0, latency_s=latency_s)
+    report = report_of(statistics.summary(3.0))
+    assert report.level == 'WARN'
+    assert report.message.startswith(f'image stamps are {amount} {side} the node clock '
+                                     '(median latency, bound 1 s)')
+    assert 'medication gate denies' in report.message
+
+
+def test_stamps_within_the_bound_are_ok_and_the_check_looks_at_recent_frames_only():
+    statistics = NodeStatistics(window_s=5.0)
+    stream(statistics, 0.0, 3.0, latency_s=0.9)
+    assert report_of(statistics.summary(3.0)).level == 'OK'
+    assert diagnostic_report(statistics.summary(3.0), LOADED, '/cam', 0.5).message.startswith(
+        'image stamps are 0.90 s behind')
+    # A bag played without --clock, then again with it: the warning goes with the old frames.
+    stream(statistics, 3.0, 6.0, latency_s=3.0e7)
+    assert 'behind the node clock' in report_of(statistics.summary(6.0)).message
+    stream(statistics, 6.0, 12.0, latency_s=0.05)
+    assert report_of(statistics.summary(12.0)).level == 'OK'
 
 
 def test_gallery_info_serialises_as_a_real_vision_info():

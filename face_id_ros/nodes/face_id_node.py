@@ -256,7 +256,7 @@ class FaceIdNode(LifecycleNode):
             try:
                 self._process(msg)
             except Exception as error:  # neither a bad frame nor a bug may stop the worker
-                self._statistics.frame_failed(describe(error))
+                self._statistics.frame_failed(time.monotonic(), describe(error))
                 self.get_logger().warning(f'frame skipped: {describe(error)}',
                                           throttle_duration_sec=5.0)
 
@@ -304,7 +304,9 @@ class FaceIdNode(LifecycleNode):
 
     def _publish_diagnostics(self):
         summary = self._statistics.summary(time.monotonic())
-        report = diagnostic_report(summary, self._loaded, self._camera_input()[1])
+        topic = self._camera_input()[1]
+        report = diagnostic_report(summary, self._loaded, topic,
+                                   self._settings.max_stamp_offset_s)
         status = DiagnosticStatus(
             level=getattr(DiagnosticStatus, report.level),
             name=f'{self.get_name()}: face identification', message=report.message,
