@@ -47,6 +47,8 @@ NODE_NAME = 'face_id_enroll'
 # Repeat an unchanged hint this often, so the operator knows it is still waiting.
 HINT_PERIOD_S = 3.0
 SERVICE_TIMEOUT_S = 5.0
+# The spinner thread looks at its stop flag this often.
+SPIN_PERIOD_S = 0.1
 
 
 def build_parser():
@@ -190,7 +192,8 @@ def main(argv=None):
     node = EnrolNode(args.camera_topic, args.image_transport)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
+    stop = threading.Event()
+    spinner = threading.Thread(target=_spin, args=(executor, stop), daemon=True)
     spinner.start()
     try:
         return enrol(node, pipeline, args)
@@ -200,14 +203,20 @@ def main(argv=None):
     except KeyboardInterrupt:
         return 130
     finally:
+        # The spinner must be out of rclpy's wait before anything is torn down: a thread
+        # left inside it while Python exits aborts the process (SIGABRT) on every exit path.
+        stop.set()
+        spinner.join()
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
 
 
-def _spin(executor):
+def _spin(executor, stop):
+    """Run the node's callbacks until ``stop`` is set or ROS shuts down (Ctrl-C)."""
     try:
-        executor.spin()
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_PERIOD_S)
     except ExternalShutdownException:
         pass
 
