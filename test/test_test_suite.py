@@ -1,0 +1,170 @@
+# Copyright 2026 The face_id_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The test suite itself: it survives launch_testing's collection, and CI sees it run."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+
+from conftest import PACKAGE_ROOT
+import pytest
+
+
+def ci_script(name):
+    """Import one of the .ci/ scripts as a module."""
+    spec = importlib.util.spec_from_file_location(name, PACKAGE_ROOT / '.ci' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def clean_env():
+    """Return this environment without colcon's PYTEST_ADDOPTS (its --junit-xml is colcon's)."""
+    return {key: value for key, value in os.environ.items() if key != 'PYTEST_ADDOPTS'}
+
+
+def test_every_test_module_imports_without_torch_or_ros():
+    # What launch_testing's pytest plugin does while collecting, in a ROS CI without torch:
+    # import each test module, tolerating only a SyntaxError. A skip at import would drop
+    # the whole folder, so every module conftest does not leave out must import cleanly.
+    script = textwrap.dedent("""
+        import importlib, pathlib, sys
+        sys.modules['torch'] = None  # as in the ROS CI, which installs no torch
+        sys.path.insert(0, 'test')
+        import conftest
+        print('left out:', ' '.join(conftest.collect_ignore))
+        for path in sorted(pathlib.Path('test').glob('test_*.py')):
+            if path.name in conftest.collect_ignore:
+                continue
+            try:
+                importlib.import_module(path.stem)
+            except BaseException as error:  # pytest's Skipped is no Exception
+                print(f'{path.name}: {type(error).__name__}: {error}')
+    """)
+    completed = subprocess.run([sys.executable, '-c', script], cwd=PACKAGE_ROOT,
+                               capture_output=True, text=True, env=clean_env(), timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.splitlines()
+    assert lines[0] == 'left out: test_training.py'
+    assert lines[1:] == []
+
+
+SMALL_SUITE = {
+    'test_units.py': """
+        import pytest
+
+        def test_one():
+            pass
+
+        def test_two():
+            pass
+
+        @pytest.mark.skipif(True, reason='no data')
+        def test_needs_data():
+            pass
+    """,
+    'test_launch_demo.py': """
+        import pytest
+
+        pytestmark = pytest.mark.skipif(True, reason='needs ROS 2')
+
+        def test_launch():
+            pass
+    """,
+    'test_launch_ok.py': """
+        def test_launch_ok():
+            pass
+    """,
+    'test_broken.py': """
+        def test_fails():
+            assert 1 == 2
+    """,
+}
+
+
+@pytest.fixture(scope='module')
+def junit_xml(tmp_path_factory):
+    """Run pytest on a small suite as colcon does (--junit-prefix); return its JUnit XML."""
+    folder = tmp_path_factory.mktemp('suite')
+    for name, text in SMALL_SUITE.items():
+        (folder / name).write_text(textwrap.dedent(text))
+    (folder / 'pytest.ini').write_text('[pytest]\njunit_family = xunit2\n')
+    xml = folder / 'pytest.xml'
+    subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+                    '-c', str(folder / 'pytest.ini'), '--rootdir', str(folder),
+                    f'--junit-xml={xml}', '--junit-prefix=face_id_ros', str(folder)],
+                   cwd=folder, capture_output=True, env=clean_env(), timeout=120)
+    return xml
+
+
+def test_the_junit_check_counts_what_pytest_ran(junit_xml):
+    check = ci_script('check_junit')
+    cases = check.read_testcases(junit_xml)
+    outcomes = sorted((case.name, case.outcome) for case in cases)
+    assert outcomes == [('test_fails', 'failed'), ('test_launch', 'skipped'),
+                        ('test_launch_ok', 'passed'), ('test_needs_data', 'skipped'),
+                        ('test_one', 'passed'), ('test_two', 'passed')]
+    assert all(case.classname.startswith('face_id_ros.') for case in cases)
+    units = [case for case in cases if case.in_module('test_units')]
+    assert len(units) == 3
+
+
+def test_the_junit_check_fails_on_too_few_passed_a_skipped_launch_test_or_a_failure(
+        junit_xml, capsys):
+    check = ci_script('check_junit')
+    cases = [case for case in check.read_testcases(junit_xml) if case.name != 'test_fails']
+    assert check.problems(cases, 3, ['test_launch_ok']) == []
+    assert check.problems(cases, 4, []) == ['only 3 tests passed, at least 4 expected']
+    assert check.problems(cases, 3, ['test_launch_ok', 'test_launch_demo']) == [
+        'test_launch_demo: test_launch skipped']
+    assert check.problems(cases, 3, ['test_units']) == ['test_units: test_needs_data skipped']
+    assert check.problems(cases, 3, ['test_launch_enroll']) == [
+        'test_launch_enroll: no test in the results (not collected)']
+    assert check.main([str(junit_xml), '--min-passed', '3']) == 1  # test_fails failed
+    captured = capsys.readouterr()
+    assert '6 tests: 3 passed, 1 failed, 2 skipped (at least 3 must pass)' in captured.out
+    assert '1 tests failed or errored: face_id_ros.test_broken::test_fails' in captured.err
+
+
+def test_the_junit_check_fails_when_the_folder_was_dropped_or_pytest_never_ran(tmp_path):
+    check = ci_script('check_junit')
+    # What colcon test wrote when launch_testing's collection dropped the test folder.
+    dropped = tmp_path / 'dropped.xml'
+    dropped.write_text(
+        '<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" '
+        'errors="0" failures="0" skipped="1" tests="1"><testcase classname="" '
+        'name="face_id_ros.test" time="0.000"><skipped type="pytest.skip" '
+        'message="could not import \'torch\'">test/test_training.py:30</skipped>'
+        '</testcase></testsuite></testsuites>')
+    assert check.main([str(dropped), '--min-passed', '250']) == 1
+    # The placeholder colcon writes before pytest starts, left when pytest never wrote one.
+    placeholder = tmp_path / 'placeholder.xml'
+    placeholder.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="face_id_ros" tests="1" '
+        'failures="0" time="0" errors="1" skipped="0">\n  <testcase classname="face_id_ros" '
+        'name="pytest.missing_result" time="0">\n    <failure message="The test invocation '
+        'failed without generating a result file."/>\n  </testcase>\n</testsuite>\n')
+    assert check.problems(check.read_testcases(placeholder), 0, []) == [
+        '1 tests failed or errored: face_id_ros::pytest.missing_result']
+    assert check.main([str(tmp_path / 'absent.xml'), '--min-passed', '1']) == 1
+
+
+def test_the_ros_ci_requires_the_launch_tests_that_exist(package_root):
+    workflow = (package_root / '.github' / 'workflows' / 'ros.yml').read_text()
+    launch_tests = sorted(path.stem for path in (package_root / 'test').glob('test_launch_*.py'))
+    assert launch_tests == ['test_launch_enroll', 'test_launch_nursing']
+    assert f'--require {" ".join(launch_tests)}' in workflow
