@@ -37,7 +37,8 @@ from face_id_ros.core.embedding import OnnxEmbedder
 from face_id_ros.core.errors import ConfigError, FaceIdError
 from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.training.backbones import Backbone, BackboneConfig, count_macs
-from face_id_ros.training.train import load_recipe, Trainer
+from face_id_ros.training.recipes import load_recipe
+from face_id_ros.training.train import Trainer
 from matplotlib.figure import Figure
 import numpy as np
 import torch

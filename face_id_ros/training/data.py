@@ -186,6 +186,25 @@ def to_network_input(images):
     return (images.permute(0, 3, 1, 2).float() - INPUT_MEAN) / INPUT_STD
 
 
+def resize_input(faces, input_size):
+    """
+    Scale normalised NCHW 112 px crops to a net's ``input_size`` (antialiased bilinear).
+
+    A net with a smaller input sees the whole ArcFace crop, smaller: the runtime aligns
+    its faces to the template scaled by the same factor (the model file says so).
+    """
+    if faces.shape[-1] == input_size:
+        return faces
+    return functional.interpolate(faces, size=(input_size, input_size), mode='bilinear',
+                                  align_corners=False, antialias=True)
+
+
+def network_faces(images, input_size=CROP_SIZE):
+    """Return the normalised NCHW network input of packed faces' centre crops."""
+    crops = np.ascontiguousarray(centre_crop(images))
+    return resize_input(to_network_input(torch.from_numpy(crops)), input_size)
+
+
 def teacher_targets(pack_path, teacher_onnx, out_path, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                     batch_size=64, threads=2):
     """
@@ -271,17 +290,18 @@ class Augmenter:
     """
     Random augmentation of a batch of packed faces, producing network input.
 
-    Order: random crop (in the canvas margin), smeared top, synthetic mask, flip, colour
-    jitter, low light with noise, blur; each but the crop touches only the faces its
-    probability picks.
+    Order: random 112 px crop (in the canvas margin), smeared top, synthetic mask, flip,
+    colour jitter, low light with noise, blur, scaling to the net's input size; each but the
+    crop and the scaling touches only the faces its probability picks.
     All randomness comes from one ``torch.Generator`` (``generator``), so a run is
     reproducible and resumable.
     """
 
-    def __init__(self, config, crop_size=CROP_SIZE, seed=0):
-        """Keep the config; seed the generator."""
+    def __init__(self, config, input_size=CROP_SIZE, seed=0):
+        """Keep the config; seed the generator; crops are scaled to ``input_size`` last."""
         self.config = config
-        self.crop_size = crop_size
+        self.crop_size = CROP_SIZE
+        self.input_size = input_size
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, images):
@@ -295,7 +315,7 @@ class Augmenter:
         faces = self._apply(faces, config.color, self._color)
         faces = self._apply(faces, config.low_light, self._low_light)
         faces = self._apply(faces, config.blur, self._blur)
-        return (faces.clamp(0, 255) - INPUT_MEAN) / INPUT_STD
+        return resize_input((faces.clamp(0, 255) - INPUT_MEAN) / INPUT_STD, self.input_size)
 
     def _apply(self, faces, probability, transform, *extra):
         """Transform the faces picked with ``probability`` (and their rows of ``extra``)."""
@@ -462,7 +482,7 @@ def main(argv=None):
     parser.add_argument('--export-held-out', metavar='DIR',
                         help='also write the faces the recipe holds out of training to DIR')
     args = parser.parse_args(argv)
-    from face_id_ros.training.train import load_recipe  # train imports this module
+    from face_id_ros.training.recipes import load_recipe  # recipes imports this module
     try:
         recipe = load_recipe(args.recipe)  # follows its base recipes, as training does
         config = recipe.data

@@ -28,30 +28,27 @@ the end of the command, ``face_embedder.onnx``.
 """
 
 import argparse
+import copy
 import csv
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 import math
 import os
 from pathlib import Path
 import time
 
-from face_id_ros.core.config import build_stage, read_yaml, setting
 from face_id_ros.core.errors import ConfigError, FaceIdError
 from face_id_ros.training.backbones import Backbone, BackboneConfig, prune_into
-from face_id_ros.training.data import (
-    AugmentConfig, Augmenter, centre_crop, DataConfig, held_out_indices, load_pack,
-    to_network_input)
-from face_id_ros.training.export import (
-    backbone_from_onnx, build_metadata, export_onnx, ExportConfig)
-from face_id_ros.training.losses import CombinedLoss, LossConfig
+from face_id_ros.training.data import Augmenter, held_out_indices, load_pack, network_faces
+from face_id_ros.training.export import backbone_from_onnx, build_metadata, export_onnx
+from face_id_ros.training.losses import CombinedLoss
+from face_id_ros.training.recipes import load_recipe
 from matplotlib.figure import Figure
 import numpy as np
 import torch
 from torch.nn import functional
 from tqdm import tqdm
-import yaml
 
-LOG_COLUMNS = ('step', 'epoch', 'lr', 'loss', 'margin', 'triplet', 'distill',
+LOG_COLUMNS = ('step', 'epoch', 'lr', 'loss', 'margin', 'triplet', 'distill', 'relation',
                'seconds_per_batch')
 EPOCH_COLUMNS = ('epoch', 'step', 'mean_loss', 'val_teacher_cosine', 'val_impostor_cosine',
                  'minutes')
@@ -60,96 +57,6 @@ PARITY_FACES = 32
 CALIBRATION_FACES = 512
 # Held-out labelled faces whose pairs of different people are scored after each epoch.
 IMPOSTOR_FACES = 1000
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The ``train`` section of a recipe: optimisation and batching."""
-
-    epochs: int = setting(30, 'Passes over the training faces.', 1, 100000)
-    max_steps: int = setting(0, 'Stop after this many steps in all (0: no step budget).',
-                             0, 10 ** 9)
-    batch_size: int = setting(128, 'Faces per batch.', 2, 65536)
-    labelled_fraction: float = setting(0.25, 'Share of a batch drawn from labelled faces.',
-                                       0.0, 1.0)
-    images_per_identity: int = setting(4, 'Labelled faces per identity in a batch.', 1, 256)
-    optimizer: str = setting('adamw', 'Optimiser.', choices=('adamw', 'sgd'))
-    lr: float = setting(2e-3, 'Peak learning rate (cosine decay to zero).', 0.0, 10.0)
-    weight_decay: float = setting(0.05, 'Weight decay of conv and linear weights.', 0.0, 1.0)
-    momentum: float = setting(0.9, 'SGD momentum (Nesterov).', 0.0, 1.0)
-    warmup_steps: int = setting(200, 'Linear learning-rate warm-up steps.', 0, 10 ** 9)
-    threads: int = setting(2, 'torch CPU threads.', 1, 1024)
-    seed: int = setting(0, 'Seed of weights, batches and augmentation.', 0, 2 ** 31 - 1)
-    device: str = setting('auto', 'Device; auto means cuda when available.',
-                          choices=('auto', 'cpu', 'cuda'))
-    init_from: str = setting('', 'Checkpoint, or ONNX file exported by this project, whose '
-                             'weights start the run (pruned into the model when it keeps '
-                             'fewer expanded channels); empty: random.')
-    torch_compile: bool = setting(False, 'torch.compile the training forward pass (minutes to '
-                                  'compile; no faster on the 2-core CPU, try it on a GPU).')
-
-    @classmethod
-    def from_dict(cls, mapping, source='train'):
-        """Build and validate from a mapping; raise ConfigError naming the bad key."""
-        return build_stage(cls, mapping, source)
-
-
-SECTIONS = {'model': BackboneConfig, 'loss': LossConfig, 'data': DataConfig,
-            'augment': AugmentConfig, 'train': TrainConfig, 'export': ExportConfig}
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A whole training recipe, one config object per section."""
-
-    model: BackboneConfig
-    loss: LossConfig
-    data: DataConfig
-    augment: AugmentConfig
-    train: TrainConfig
-    export: ExportConfig
-
-    @classmethod
-    def from_dict(cls, mapping, source='recipe'):
-        """Build every section; raise ConfigError naming an unknown section or bad key."""
-        mapping = mapping or {}
-        unknown = sorted(set(mapping) - set(SECTIONS))
-        if unknown:
-            raise ConfigError(f'{source}: unknown section(s) {unknown}; known: '
-                              f'{sorted(SECTIONS)}')
-        return cls(**{name: section.from_dict(mapping.get(name), f'{source}: {name}')
-                      for name, section in SECTIONS.items()})
-
-
-def load_recipe(path, overrides=()):
-    """
-    Load a recipe YAML; ``overrides`` are ``'section.key=value'`` strings (YAML values).
-
-    A recipe may name a ``base`` recipe (a path relative to the working directory): its
-    sections start from the base's and replace only the keys they list.
-    """
-    mapping = _read_recipe_mapping(path, seen=())
-    for override in overrides:
-        key, separator, value = override.partition('=')
-        section, dot, name = key.partition('.')
-        if not separator or not dot:
-            raise ConfigError(f'override {override!r} is not section.key=value')
-        mapping.setdefault(section, {})[name] = yaml.safe_load(value)
-    return Recipe.from_dict(mapping, str(path))
-
-
-def _read_recipe_mapping(path, seen):
-    """Return the recipe at ``path`` merged over its ``base`` chain, section by section."""
-    if str(path) in seen:
-        raise ConfigError(f'recipe {path}: base recipes form a loop through {list(seen)}')
-    mapping = dict(read_yaml(path, 'recipe') or {})
-    base = mapping.pop('base', None)
-    if base is None:
-        return mapping
-    merged = _read_recipe_mapping(base, seen + (str(path),))
-    for section, values in mapping.items():
-        merged[section] = {**(merged.get(section) or {}), **(values or {})}
-    return merged
 
 
 class BatchPlan:
@@ -264,12 +171,16 @@ class Trainer:
             raise ConfigError(f'{self.checkpoint_path} exists: pass --resume to continue it '
                               f'or choose another --out')
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        exported = time.monotonic()
         while self.epoch < self.recipe.train.epochs and self.step < self.total_steps:
             started = time.monotonic()
             losses = self.train_epoch()
             if self.step_in_epoch == 0:
                 self.end_epoch(losses, time.monotonic() - started)
             self.save_checkpoint()
+            if time.monotonic() - exported > 60 * self.recipe.train.export_minutes:
+                self.export()  # a session that ends mid-run still leaves a model file
+                exported = time.monotonic()
 
     def train_epoch(self):
         """Run the remaining batches of the current epoch; return their losses."""
@@ -348,8 +259,8 @@ class Trainer:
 
     def _centre_inputs(self, indices):
         """Return network input of the faces' centre crops."""
-        faces = centre_crop(self.pack.images[indices], self.recipe.model.input_size)
-        return to_network_input(torch.from_numpy(np.ascontiguousarray(faces))).to(self.device)
+        return network_faces(self.pack.images[indices], self.recipe.model.input_size).to(
+            self.device)
 
     def _starting_backbone(self, path):
         """Return the Backbone in ``path`` (checkpoint or ONNX) and the steps that made it."""
@@ -412,15 +323,14 @@ class Trainer:
 
     def export(self):
         """Export face_embedder.onnx with its metadata; parity-checked on held-out faces."""
-        model = self.model.cpu().eval()
+        model = copy.deepcopy(self.model).cpu().eval()
         faces = self.plan.val[:PARITY_FACES] if len(self.plan.val) else np.arange(
             min(PARITY_FACES, len(self.pack.labels)))
-        self.device = torch.device('cpu')
         metadata = build_metadata(model, self.recipe.export, {
             'steps': self.steps_before + self.step,
             'teacher': os.path.basename(self.recipe.data.teacher)})
         path = self.out_dir / 'face_embedder.onnx'
-        export_onnx(model, metadata, path, self._centre_inputs(faces))
+        export_onnx(model, metadata, path, self._centre_inputs(faces).cpu())
         return path
 
 
@@ -468,8 +378,8 @@ def plot_learning_curve(out_dir):
     figure = Figure(figsize=(11, 4))
     losses, validation = figure.subplots(1, 2)
     window = max(1, len(steps) // 50)
-    for name in ('loss', 'margin', 'triplet', 'distill'):
-        values = [float(row[name]) for row in steps if row[name]]
+    for name in ('loss', 'margin', 'triplet', 'distill', 'relation'):
+        values = [float(row[name]) for row in steps if row.get(name)]
         if values:
             smooth = np.convolve(values, np.ones(window) / window, mode='valid')
             losses.plot(np.arange(len(smooth)) + window, smooth, label=name)
