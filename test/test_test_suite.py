@@ -168,3 +168,53 @@ def test_the_ros_ci_requires_the_launch_tests_that_exist(package_root):
     launch_tests = sorted(path.stem for path in (package_root / 'test').glob('test_launch_*.py'))
     assert launch_tests == ['test_launch_enroll', 'test_launch_nursing']
     assert f'--require {" ".join(launch_tests)}' in workflow
+
+
+def test_the_readme_test_command_is_what_ci_runs(package_root):
+    readme = (package_root / 'README.md').read_text()
+    assert ci_script('readme_block').readme_block(readme, 'test') == ['.ci/test']
+    run = (package_root / '.ci' / 'run').read_text().splitlines()
+    assert '.ci/test' in run
+    for script in ('run', 'test'):
+        subprocess.run(['bash', '-n', str(package_root / '.ci' / script)], check=True)
+
+
+def test_the_ros_workspace_sequences_use_the_venv_and_differ_only_in_the_distribution(
+        package_root):
+    readme = (package_root / 'README.md').read_text()
+    block = ci_script('readme_block').readme_block
+    humble, jazzy = block(readme, 'ros-humble'), block(readme, 'ros-jazzy')
+    assert [line.replace('humble', 'jazzy') for line in humble] == jazzy
+    assert humble[0] == 'cd ~/ws && source /opt/ros/humble/setup.bash'
+    assert 'python3 -m venv --system-site-packages venv && touch venv/COLCON_IGNORE' in humble
+    assert humble[-2].startswith('venv/bin/python -m colcon test --packages-select face_id_ros')
+    assert humble[-1] == 'venv/bin/python -m colcon test-result --verbose'
+    for line in humble:
+        # Neither the system's pip (PEP 668) nor a colcon running the system python.
+        for command in ('colcon build', 'colcon test', 'pip install'):
+            if command in line:
+                assert line.startswith(f'venv/bin/python -m {command}'), line
+
+
+def test_the_ros_ci_runs_the_readme_sequence_of_each_distribution(package_root):
+    workflow = (package_root / '.github' / 'workflows' / 'ros.yml').read_text()
+    assert 'distro: [humble, jazzy]' in workflow
+    assert ('.ci/readme_block.py ws/src/face_id_ros/README.md \\\n'
+            '            ros-${{ matrix.distro }} > readme-${{ matrix.distro }}.bash') in workflow
+    assert 'bash -e -o pipefail -x readme-${{ matrix.distro }}.bash' in workflow
+    assert '-m colcon' not in workflow  # no colcon command of its own: the README's only
+
+
+def test_a_missing_or_open_readme_block_is_refused(tmp_path, capsys):
+    readme_block = ci_script('readme_block')
+    with pytest.raises(KeyError, match='no <!-- ci: ros-iron --> in the README'):
+        readme_block.readme_block('# face_id_ros\n', 'ros-iron')
+    with pytest.raises(KeyError, match='not followed by a fenced block'):
+        readme_block.readme_block('<!-- ci: test -->\n\n```bash\n.ci/test\n```\n', 'test')
+    with pytest.raises(KeyError, match='is not closed'):
+        readme_block.readme_block('<!-- ci: test -->\n```bash\n.ci/test\n', 'test')
+    path = tmp_path / 'README.md'
+    path.write_text('<!-- ci: test -->\n```bash\n.ci/test -q\n```\n')
+    assert readme_block.main([str(path), 'test']) == 0
+    assert capsys.readouterr().out == '.ci/test -q\n'
+    assert readme_block.main([str(path), 'ros-humble']) == 2
