@@ -15,11 +15,16 @@
 """
 Face embedding backbones built from tables, in the manner of torchvision's mobilenetv2.py.
 
-An architecture is data, not a class: stem rows ``(kind, c, k, s)`` of plain convolutions
-(``'conv'`` a full k x k conv to c channels, ``'dw'`` a depthwise k x k conv that keeps its
-c input channels), bottleneck rows ``(t, c, n, s)`` (expansion, output channels, repeats,
-stride of the first repeat) and the width of a final 1x1 conv. One block class (the inverted
-residual), one conv + BN + activation helper and one embedding head build every table.
+An architecture is data, not a class: stem rows ``(kind, c, k, s[, activation])`` of plain
+convolutions (``'conv'`` a full k x k conv to c channels, ``'dw'`` a depthwise k x k conv that
+keeps its c input channels; the activation defaults to the config's), bottleneck rows
+``(t, c, n, s)`` (expansion, output channels, repeats, stride of the first repeat) and the
+width of a final 1x1 conv. One block class (the inverted residual), one conv + BN +
+activation helper and one embedding head build every table.
+
+A net pruned from a trained one is the same table with three lists in its config: ``depth``
+(blocks kept per bottleneck row), ``channels`` (the width of every stem conv row, bottleneck
+row and the last conv) and ``expanded`` (the expanded width of every block); see ``cut.py``.
 
 Run ``python -m face_id_ros.training.backbones`` to print parameters and MACs of the named
 configurations.
@@ -27,6 +32,7 @@ configurations.
 
 import argparse
 from dataclasses import dataclass, replace
+import itertools
 
 from face_id_ros.core.config import build_stage, setting
 from face_id_ros.core.errors import ConfigError
@@ -52,9 +58,10 @@ PRUNED_MOBILENETV2 = Architecture(
     last_channels=1280,
     round_nearest=4)
 
-# Chen et al. 2018; with the GDConv head about 0.99M parameters and 221M MACs.
+# Chen et al. 2018; with the GDConv head about 0.99M parameters and 221M MACs. Its
+# depthwise-separable stem uses plain ReLU (the teacher's weights rely on it).
 MOBILEFACENET = Architecture(
-    stem=(('conv', 64, 3, 2), ('dw', 64, 3, 1)),
+    stem=(('conv', 64, 3, 2), ('dw', 64, 3, 1, 'relu'), ('conv', 64, 1, 1, 'relu')),
     blocks=((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1)),
     last_channels=512,
     round_nearest=8)
@@ -102,19 +109,54 @@ class BackboneConfig:
                         'conv (GDConv) or global average pooling.',
                         choices=('gdconv', 'avgpool'))
     activation: str = setting('prelu', 'Activation after every non-linear conv.',
-                              choices=('prelu', 'relu6'))
+                              choices=('prelu', 'relu6', 'relu'))
     eca: bool = setting(False, 'ECA channel attention after each bottleneck depthwise conv.')
     eca_hswish: bool = setting(False, 'Use h-swish instead of sigmoid inside ECA.')
     dropout: float = setting(0.0, 'Dropout before the linear embedding.', 0.0, 0.9)
     input_size: int = setting(112, 'Side of the square input crop in pixels.', 32, 1024)
+    depth: tuple = setting((), 'Blocks kept per bottleneck row (pruned nets); empty: the '
+                           "table's repeats.")
+    channels: tuple = setting((), "Output width of each stem 'conv' row, each bottleneck row "
+                              'and the last 1x1 conv (pruned nets; overrides width_mult); '
+                              'empty: from the table.')
+    expanded: tuple = setting((), 'Expanded width of every block (pruned nets; overrides '
+                              'expansion_keep); empty: from the table.')
 
     @classmethod
     def from_dict(cls, mapping, source='model'):
         """Build and validate from a mapping; raise ConfigError naming the bad key."""
+        mapping = {key: tuple(value) if isinstance(value, list) else value
+                   for key, value in (mapping or {}).items()}
         config = build_stage(cls, mapping, source)
         if config.eca_hswish and not config.eca:
             raise ConfigError(f'{source}: eca_hswish needs eca: true')
+        config.check_lists(source)
         return config
+
+    def check_lists(self, source='model'):
+        """Raise ConfigError unless depth, channels and expanded fit the table."""
+        arch = ARCHITECTURES[self.arch]
+        for name in ('depth', 'channels', 'expanded'):
+            values = getattr(self, name)
+            if not all(isinstance(value, int) and value > 0 for value in values):
+                raise ConfigError(f'{source}.{name}: expected positive whole numbers')
+        if self.depth and (len(self.depth) != len(arch.blocks) or any(
+                kept > row[2] for kept, row in zip(self.depth, arch.blocks))):
+            raise ConfigError(f'{source}.depth: one count per bottleneck row, at most its '
+                              f'repeats {[row[2] for row in arch.blocks]}')
+        expected = len(channel_rows(arch))
+        if self.channels and len(self.channels) != expected:
+            raise ConfigError(f'{source}.channels: expected {expected} widths (stem conv '
+                              f'rows, bottleneck rows, last conv)')
+        blocks = sum(self.depth or [row[2] for row in arch.blocks])
+        if self.expanded and len(self.expanded) != blocks:
+            raise ConfigError(f'{source}.expanded: expected {blocks} widths, one per block')
+
+
+def channel_rows(arch):
+    """Return the rows whose width ``BackboneConfig.channels`` sets, in order."""
+    rows = [row for row in arch.stem if row[0] == 'conv'] + list(arch.blocks)
+    return rows + ([('last', arch.last_channels)] if arch.last_channels else [])
 
 
 def make_divisible(value, divisor):
@@ -137,6 +179,8 @@ class ConvBNAct(nn.Sequential):
             layers.append(nn.PReLU(out_channels))
         elif activation == 'relu6':
             layers.append(nn.ReLU6(inplace=True))
+        elif activation == 'relu':
+            layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 
 
@@ -169,12 +213,13 @@ class InvertedResidual(nn.Module):
     """
 
     def __init__(self, in_channels, out_channels, stride, expand_ratio, activation='prelu',
-                 eca=False, eca_hswish=False, keep=1.0):
-        """Build the layers; no expand conv when ``expand_ratio`` is 1."""
+                 eca=False, eca_hswish=False, keep=1.0, hidden=None):
+        """Build the layers; no expand conv when ``expand_ratio`` is 1; ``hidden`` overrides."""
         super().__init__()
-        hidden = int(round(in_channels * expand_ratio))
-        if expand_ratio != 1:
-            hidden = max(1, int(round(hidden * keep)))
+        if hidden is None:
+            hidden = int(round(in_channels * expand_ratio))
+            if expand_ratio != 1:
+                hidden = max(1, int(round(hidden * keep)))
         self.use_residual = stride == 1 and in_channels == out_channels
         layers = []
         if expand_ratio != 1:
@@ -221,27 +266,28 @@ class Backbone(nn.Module):
         super().__init__()
         self.config = config
         arch = ARCHITECTURES[config.arch]
-
-        def width(channels):
-            return make_divisible(channels * config.width_mult, arch.round_nearest)
+        widths = iter(config.channels or _table_widths(config, arch))
+        expanded = iter(config.expanded or itertools.repeat(None))
 
         layers, channels, size = [], 3, config.input_size
-        for kind, out_channels, kernel, stride in arch.stem:
-            out_channels = channels if kind == 'dw' else width(out_channels)
+        for kind, _, kernel, stride, *activation in arch.stem:
+            out_channels = channels if kind == 'dw' else next(widths)
             layers.append(ConvBNAct(channels, out_channels, kernel, stride,
                                     groups=channels if kind == 'dw' else 1,
-                                    activation=config.activation))
+                                    activation=(activation or [config.activation])[0]))
             channels, size = out_channels, _conv_size(size, kernel, stride)
-        for expansion, out_channels, repeats, first_stride in arch.blocks:
+        depth = config.depth or [row[2] for row in arch.blocks]
+        for (expansion, _, _, first_stride), repeats in zip(arch.blocks, depth):
+            out_channels = next(widths)
             for index in range(repeats):
                 stride = first_stride if index == 0 else 1
-                layers.append(InvertedResidual(channels, width(out_channels), stride,
-                                               expansion, config.activation, config.eca,
-                                               config.eca_hswish, config.expansion_keep))
-                channels, size = width(out_channels), _conv_size(size, 3, stride)
+                layers.append(InvertedResidual(channels, out_channels, stride, expansion,
+                                               config.activation, config.eca,
+                                               config.eca_hswish, config.expansion_keep,
+                                               next(expanded)))
+                channels, size = out_channels, _conv_size(size, 3, stride)
         if arch.last_channels:
-            last = make_divisible(arch.last_channels * max(1.0, config.width_mult),
-                                  arch.round_nearest)
+            last = next(widths)
             layers.append(ConvBNAct(channels, last, 1, activation=config.activation))
             channels = last
         self.features = nn.Sequential(*layers)
@@ -252,6 +298,16 @@ class Backbone(nn.Module):
     def forward(self, images):
         """Embed a batch ``(N, 3, H, W)`` of normalised images; return ``(N, D)``."""
         return self.head(self.features(images))
+
+
+def _table_widths(config, arch):
+    """Return the widths of ``channel_rows(arch)`` from the table and ``width_mult``."""
+    widths = [make_divisible(row[1] * config.width_mult, arch.round_nearest)
+              for row in channel_rows(arch) if row[0] != 'last']
+    if arch.last_channels:
+        widths.append(make_divisible(arch.last_channels * max(1.0, config.width_mult),
+                                     arch.round_nearest))
+    return widths
 
 
 def _conv_size(size, kernel, stride):
@@ -304,6 +360,40 @@ def prune_into(source, target):
         state[projection] = state[projection][:, chosen]
     target.load_state_dict(state)
     return target
+
+
+def recalibrate_batch_norms(backbone, inputs):
+    """
+    Give each conv's batch norm the statistics of its input on ``inputs``, same function.
+
+    Evaluation mode computes g (z - m) / sqrt(v + eps) + b. With the measured mean m' and
+    variance v', the scale becomes g sqrt(v' + eps) / sqrt(v + eps) and the bias
+    b + g (m' - m) / sqrt(v + eps): evaluation computes what it did, and training mode
+    (batch statistics close to m' and v') does too. ``inputs`` are normalised NCHW faces.
+    """
+    norms = [block[1] for block in backbone.modules() if isinstance(block, ConvBNAct)]
+    moments = {}
+
+    def record(norm):
+        def hook(module, args):
+            moments[norm] = (args[0].mean((0, 2, 3)), args[0].var((0, 2, 3), unbiased=False))
+        return hook
+
+    handles = [norm.register_forward_pre_hook(record(norm)) for norm in norms]
+    try:
+        backbone.eval()
+        with torch.no_grad():
+            backbone(inputs)
+            for norm in norms:
+                mean, variance = moments[norm]
+                old_scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+                norm.bias.add_(old_scale * (mean - norm.running_mean))
+                norm.weight.copy_(old_scale * torch.sqrt(variance + norm.eps))
+                norm.running_mean.copy_(mean)
+                norm.running_var.copy_(variance)
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def count_macs(model, input_size=(112, 112)):

@@ -34,9 +34,11 @@ import warnings
 
 from face_id_ros.core.config import build_stage, setting
 from face_id_ros.core.errors import FaceIdError, ModelError
-from face_id_ros.core.model_metadata import attach_metadata, METADATA_KEY, ModelMetadata
-from face_id_ros.training.backbones import Backbone, BackboneConfig, ConvBNAct, count_macs
-from face_id_ros.training.data import centre_crop, load_pack, to_network_input
+from face_id_ros.core.model_metadata import (
+    ARCFACE_TEMPLATE_112, attach_metadata, METADATA_KEY, ModelMetadata)
+from face_id_ros.training.backbones import (
+    Backbone, BackboneConfig, ConvBNAct, count_macs, recalibrate_batch_norms)
+from face_id_ros.training.data import CROP_SIZE, load_pack, network_faces
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -89,9 +91,11 @@ def build_metadata(backbone, export_config, extra=None):
                'eca': config.eca, 'eca_hswish': config.eca_hswish, 'macs': macs,
                'parameters': parameters, 'l2_normalised_output': True}
     details.update(extra or {})
+    scale = config.input_size / CROP_SIZE  # a smaller net sees the whole crop, smaller
     return ModelMetadata(
         name=export_config.name, version=export_config.version,
         embedding_size=config.embedding_size, input_size=(config.input_size,) * 2,
+        template=tuple((x * scale, y * scale) for x, y in ARCFACE_TEMPLATE_112),
         cosine_threshold=export_config.cosine_threshold,
         training_data=export_config.training_data, licence=export_config.licence,
         extra=details)
@@ -171,9 +175,9 @@ def backbone_from_onnx(path, calibration_inputs):
 
     The exporter folds each batch norm into the conv before it, so the file holds the folded
     conv weights and biases only. Each conv gets the folded weights, and its batch norm is
-    set so that it computes the folded bias in evaluation mode and keeps the feature scale
-    in training mode: its running mean and variance (and so its scale) are measured on
-    ``calibration_inputs`` (normalised NCHW faces). Raise ModelError when the file is not
+    set to compute the folded bias (scale 1), then re-estimated on ``calibration_inputs``
+    (normalised NCHW faces) without changing what it computes, so that training mode keeps
+    the feature scale. Raise ModelError when the file is not
     one of our table-driven backbones.
     """
     graph = onnx.load(str(path))
@@ -194,7 +198,7 @@ def backbone_from_onnx(path, calibration_inputs):
         expansion_keep=extra.get('expansion_keep', 1.0))
     backbone = Backbone(config)
     _load_folded_weights(backbone, graph, path)
-    _calibrate_batch_norms(backbone, calibration_inputs)
+    recalibrate_batch_norms(backbone, calibration_inputs)
     return backbone.eval(), int(extra.get('steps', 0))
 
 
@@ -237,37 +241,6 @@ def _copy(parameter, array, path):
     parameter.copy_(torch.tensor(array))
 
 
-def _calibrate_batch_norms(backbone, inputs):
-    """
-    Give each conv's batch norm the statistics of that conv's output on ``inputs``.
-
-    With running mean m, variance v, scale sqrt(v + eps) and bias m + b, evaluation still
-    computes y + b, and training (batch statistics close to m and v) does too.
-    """
-    norms = [block[1] for block in backbone.modules() if isinstance(block, ConvBNAct)]
-    moments = {}
-
-    def record(norm):
-        def hook(module, args):
-            moments[norm] = (args[0].mean((0, 2, 3)), args[0].var((0, 2, 3), unbiased=False))
-        return hook
-
-    handles = [norm.register_forward_pre_hook(record(norm)) for norm in norms]
-    try:
-        backbone.eval()
-        with torch.no_grad():
-            backbone(inputs)
-            for norm in norms:
-                mean, variance = moments[norm]
-                norm.bias.add_(mean)
-                norm.weight.copy_(torch.sqrt(variance + norm.eps))
-                norm.running_mean.copy_(mean)
-                norm.running_var.copy_(variance)
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def export_checkpoint(checkpoint_path, out_path, cosine_threshold=None, pack=None,
                       parity_faces=32):
     """
@@ -289,8 +262,7 @@ def export_checkpoint(checkpoint_path, out_path, cosine_threshold=None, pack=Non
     backbone.eval()
     real_inputs = None
     if pack:
-        faces = centre_crop(load_pack(pack).images[:parity_faces], config.input_size)
-        real_inputs = to_network_input(torch.from_numpy(np.ascontiguousarray(faces)))
+        real_inputs = network_faces(load_pack(pack).images[:parity_faces], config.input_size)
     steps = checkpoint['step'] + checkpoint.get('steps_before', 0)
     metadata = build_metadata(backbone, export_config, {'steps': steps})
     return metadata, export_onnx(backbone, metadata, out_path, real_inputs)

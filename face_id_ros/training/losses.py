@@ -43,6 +43,10 @@ class LossConfig:
     taylor_terms: int = setting(4, 'ArcFace-w: terms of the arcsin series kept.', 1, 10000)
     margin_weight: float = setting(0.3, 'Weight of the margin-head loss.', 0.0, 100.0)
     distill_weight: float = setting(1.0, 'Weight of 1 - cos(student, teacher).', 0.0, 100.0)
+    relation_weight: float = setting(
+        0.0, "Weight of the relational term: mean squared difference of the batch's cosine "
+        'matrices, student vs teacher (how faces relate, not only where each lies).',
+        0.0, 100.0)
     triplet_weight: float = setting(0.0, 'Weight of the batch-hard triplet loss.', 0.0, 100.0)
     triplet_margin: float = setting(0.2, 'Triplet margin (Euclidean, unit embeddings).',
                                     0.0, 4.0)
@@ -160,6 +164,12 @@ def distillation_loss(student, teacher):
     return (1.0 - functional.cosine_similarity(student, teacher, dim=1)).mean()
 
 
+def relation_loss(student, teacher):
+    """Return the mean squared difference of the batch's student and teacher cosine matrices."""
+    student, teacher = functional.normalize(student), functional.normalize(teacher)
+    return (student @ student.T - teacher @ teacher.T).pow(2).mean()
+
+
 class CombinedLoss(nn.Module):
     """
     Weighted sum of margin-head, triplet and distillation losses (``LossConfig``).
@@ -198,6 +208,8 @@ class CombinedLoss(nn.Module):
                 raise ValueError('distill_weight > 0 needs teacher embeddings')
             student = embeddings if self.projection is None else self.projection(embeddings)
             terms['distill'] = (config.distill_weight, distillation_loss(student, teacher))
+            if config.relation_weight > 0:
+                terms['relation'] = (config.relation_weight, relation_loss(student, teacher))
         total = embeddings.sum() * 0.0
         for weight, value in terms.values():
             total = total + weight * value
