@@ -168,6 +168,14 @@ def lfw_verification(pairs, paths, embeddings):
     return cosine, same, results
 
 
+def at_threshold(cosine, same, threshold):
+    """Return how many genuine and impostor pairs one fixed cosine threshold accepts."""
+    genuine, impostor = cosine[same] >= threshold, cosine[~same] >= threshold
+    return {'threshold': float(threshold),
+            'genuine_accepted': int(genuine.sum()), 'genuine_pairs': int(len(genuine)),
+            'impostor_accepted': int(impostor.sum()), 'impostor_pairs': int(len(impostor))}
+
+
 def run_eval_pairs(args):
     """LFW View 2: threshold on 9 folds, score the 10th; cosine and Euclidean."""
     from face_id_ros import plots
@@ -177,7 +185,8 @@ def run_eval_pairs(args):
     embeddings, fallbacks = embed_photos(pipeline, paths, 'embed LFW')
     cosine, same, results = lfw_verification(pairs, paths, embeddings)
     report = {**_provenance(pipeline), 'flip_sum': bool(args.flip_sum), 'images': len(paths),
-              'centre_crop_fallbacks': fallbacks, 'pairs': len(pairs), **results}
+              'centre_crop_fallbacks': fallbacks, 'pairs': len(pairs), **results,
+              'at_model_threshold': at_threshold(cosine, same, pipeline.threshold)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     far, tar, _ = evaluation.roc_curve(cosine, same)
@@ -202,6 +211,11 @@ def _print_pairs_report(report, out):
               f'± {100 * result["accuracy_std"]:.2f}  threshold {result["threshold_mean"]:.4f}'
               f'  TAR@FAR=1e-3 {100 * result["tar_at_far_1e_3"]:.2f}% '
               f'(threshold {result["threshold_at_far_1e_3"]:.4f})')
+    fixed = report['at_model_threshold']
+    print(f'  at the threshold the pipeline uses ({fixed["threshold"]:.4f}): genuine pairs '
+          f'accepted {fixed["genuine_accepted"]}/{fixed["genuine_pairs"]} '
+          f'({100 * fixed["genuine_accepted"] / max(1, fixed["genuine_pairs"]):.1f}%), '
+          f'impostor pairs accepted {fixed["impostor_accepted"]}/{fixed["impostor_pairs"]}')
     print(f'  report, ROC and histogram in {out}/')
 
 

@@ -159,6 +159,9 @@ def test_eval_pairs_runs_the_protocol_on_an_lfw_subset(teacher_model, tmp_path, 
     report = json.loads((tmp_path / 'out' / 'report.json').read_text())
     assert report['pairs'] == 16
     assert report['cosine']['accuracy_mean'] >= 0.75
+    fixed = report['at_model_threshold']  # the teacher file's own threshold, 0.4
+    assert (fixed['threshold'], fixed['genuine_pairs'], fixed['impostor_pairs']) == (0.4, 8, 8)
+    assert fixed['genuine_accepted'] > fixed['impostor_accepted']
     for plot in ('roc.png', 'cosine_histogram.png'):
         assert cv2.imread(str(tmp_path / 'out' / plot)) is not None
     assert 'cosine    accuracy' in capsys.readouterr().out
