@@ -59,6 +59,27 @@ def test_blazeface_finds_every_face_in_a_frame_and_none_in_an_empty_one(blazefac
     assert blazeface.detect(np.full((480, 640, 3), 96, np.uint8)) == []
 
 
+def smallest_face_found(detector, portrait):
+    """Return the width (px) of the smallest face found in 640x480 frames, or None."""
+    sizes = []
+    for tile_width in range(50, 320, 10):  # the face is about 40% of the pasted portrait
+        faces = detector.detect(compose_frame(portrait, (640, 480), [(320, 240)], tile_width))
+        sizes += [face.size for face in faces]
+    return min(sizes, default=None)
+
+
+@pytest.mark.parametrize('blazeface_range, low, high', [('short', 80, 100), ('full', 30, 45)])
+def test_the_blazeface_ranges_find_the_face_sizes_their_help_gives(
+        portrait, blazeface_range, low, high):
+    # DetectorConfig.blazeface_range and both config files say: short from ~90 px in a
+    # 640x480 frame, full from ~36-45 px.
+    detector = make_detector(DetectorConfig(blazeface_range=blazeface_range, min_face_size=1))
+    try:
+        assert low <= smallest_face_found(detector, portrait) <= high
+    finally:
+        detector.close()
+
+
 def test_small_faces_and_extra_faces_are_dropped_largest_first(portrait):
     frame = compose_frame(portrait, (640, 480), [(160, 240)], 300)
     frame[:, 320:] = compose_frame(portrait, (320, 480), [(160, 240)], 250)
