@@ -75,6 +75,13 @@ class NodeConfig:
         0.01, 3600.0)
 
 
+def camera_subscription_topic(camera_topic, image_transport):
+    """Return the topic a node subscribes to: ``<camera_topic>/compressed`` for compressed."""
+    if image_transport == 'compressed':
+        return camera_topic.rstrip('/') + '/compressed'
+    return camera_topic
+
+
 def stage_rows(stage_cls, prefix=''):
     """Return a ParameterRow per field of one config dataclass, named ``prefix.key``."""
     rows = []

@@ -21,7 +21,8 @@ from pathlib import Path
 from face_id_ros.core.config import PipelineConfig
 from face_id_ros.core.errors import ConfigError
 from face_id_ros.gate import GateConfig
-from face_id_ros.node_params import (NodeConfig, pipeline_config_from_parameters,
+from face_id_ros.node_params import (camera_subscription_topic, NodeConfig,
+                                     pipeline_config_from_parameters,
                                      pipeline_config_from_ros_yaml, pipeline_rows,
                                      stage_config_from_parameters, stage_rows)
 import pytest
@@ -84,6 +85,16 @@ def test_node_and_gate_settings_use_the_same_checks():
         stage_config_from_parameters(GateConfig, {'face_max_age_s': 0.0})
     assert [row.name for row in stage_rows(GateConfig)] == [
         'face_max_age_s', 'wristband_max_age_s', 'order_max_age_s', 'min_confirmed_frames']
+
+
+@pytest.mark.parametrize('topic, transport, subscribed', [
+    ('/camera/image_raw', 'raw', '/camera/image_raw'),
+    ('/camera/image_raw', 'compressed', '/camera/image_raw/compressed'),
+    ('/camera/color/image_raw/', 'compressed', '/camera/color/image_raw/compressed'),
+])
+def test_the_subscribed_topic_is_what_diagnostics_name(topic, transport, subscribed):
+    # face_id_node subscribes to it and reports it as hardware_id; enroll subscribes to it.
+    assert camera_subscription_topic(topic, transport) == subscribed
 
 
 def ros_type(value):

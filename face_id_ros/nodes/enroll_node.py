@@ -33,7 +33,7 @@ from face_id_ros.core.image_codec import decode_any
 from face_id_ros.core.newest_frame import NewestFrameSlot
 from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.enrolment_session import EnrolmentSession
-from face_id_ros.node_params import pipeline_config_from_ros_yaml
+from face_id_ros.node_params import camera_subscription_topic, pipeline_config_from_ros_yaml
 from face_id_ros.resources import package_share_file
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -90,9 +90,8 @@ class EnrolNode(Node):
         """Subscribe with sensor-data QoS; the callback only fills the newest-frame slot."""
         super().__init__(NODE_NAME)
         self.slot = NewestFrameSlot()
-        message_type, self.topic = Image, camera_topic
-        if image_transport == 'compressed':
-            message_type, self.topic = CompressedImage, camera_topic.rstrip('/') + '/compressed'
+        message_type = CompressedImage if image_transport == 'compressed' else Image
+        self.topic = camera_subscription_topic(camera_topic, image_transport)
         self.create_subscription(message_type, self.topic, self.slot.offer,
                                  qos_profile_sensor_data)
 

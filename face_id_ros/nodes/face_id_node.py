@@ -36,8 +36,9 @@ from face_id_ros.core.image_codec import decode_any, encode_image
 from face_id_ros.core.newest_frame import NewestFrameSlot
 from face_id_ros.core.patient_id import patient_detections
 from face_id_ros.core.pipeline import Pipeline
-from face_id_ros.node_params import (NodeConfig, pipeline_config_from_parameters,
-                                     pipeline_rows, stage_config_from_parameters, stage_rows)
+from face_id_ros.node_params import (camera_subscription_topic, NodeConfig,
+                                     pipeline_config_from_parameters, pipeline_rows,
+                                     stage_config_from_parameters, stage_rows)
 from face_id_ros.node_status import (diagnostic_report, LoadedModel, NodeStatistics,
                                      stamp_seconds, vision_info_fields)
 from face_id_ros.nodes.ros_parameters import declare_rows, read_rows, undeclared_overrides
@@ -224,10 +225,11 @@ class FaceIdNode(LifecycleNode):
     # The camera and the worker.
 
     def _camera_input(self):
-        topic = self._settings.camera_topic
-        if self._settings.image_transport == 'compressed':
-            return CompressedImage, topic.rstrip('/') + '/compressed'
-        return Image, topic
+        """Return the camera message type and the topic subscribed to."""
+        settings = self._settings
+        message_type = CompressedImage if settings.image_transport == 'compressed' else Image
+        return message_type, camera_subscription_topic(settings.camera_topic,
+                                                       settings.image_transport)
 
     def _on_image(self, msg):
         """Offer the frame to the worker; never does the work here."""
@@ -310,7 +312,7 @@ class FaceIdNode(LifecycleNode):
         status = DiagnosticStatus(
             level=getattr(DiagnosticStatus, report.level),
             name=f'{self.get_name()}: face identification', message=report.message,
-            hardware_id=self._settings.camera_topic,
+            hardware_id=topic,  # the topic subscribed to (.../compressed when compressed)
             values=[KeyValue(key=key, value=value) for key, value in report.values])
         message = DiagnosticArray(status=[status])
         message.header.stamp = self.get_clock().now().to_msg()
