@@ -82,6 +82,18 @@ def camera_subscription_topic(camera_topic, image_transport):
     return camera_topic
 
 
+def refusal_reason(name, error):
+    """
+    Return ``parameter NAME: why`` for a value rclpy refused when the node declared it.
+
+    rclpy of Humble builds its parameter exceptions with several arguments (the message,
+    then the parameter's name), so ``str()`` of them prints a Python tuple; the message is
+    the first argument. Later rclpy passes one formatted message.
+    """
+    message = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+    return f'parameter {name}: {message}'
+
+
 def stage_rows(stage_cls, prefix=''):
     """Return a ParameterRow per field of one config dataclass, named ``prefix.key``."""
     rows = []

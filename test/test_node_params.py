@@ -24,7 +24,8 @@ from face_id_ros.gate import GateConfig
 from face_id_ros.node_params import (camera_subscription_topic, NodeConfig,
                                      pipeline_config_from_parameters,
                                      pipeline_config_from_ros_yaml, pipeline_rows,
-                                     stage_config_from_parameters, stage_rows)
+                                     refusal_reason, stage_config_from_parameters,
+                                     stage_rows)
 import pytest
 import yaml
 
@@ -95,6 +96,29 @@ def test_node_and_gate_settings_use_the_same_checks():
 def test_the_subscribed_topic_is_what_diagnostics_name(topic, transport, subscribed):
     # face_id_node subscribes to it and reports it as hardware_id; enroll subscribes to it.
     assert camera_subscription_topic(topic, transport) == subscribed
+
+
+class HumbleInvalidParameterValue(Exception):
+    """rclpy 3.3's (Humble's) InvalidParameterValueException, built as it builds it."""
+
+    def __init__(self, parameter, value, reason):
+        Exception.__init__(
+            self, f'Invalid parameter value ({value}) for parameter. Reason: {reason}',
+            parameter)
+
+
+def test_a_refused_parameter_is_logged_as_a_sentence_not_a_python_tuple():
+    reason = 'Parameter detector.min_score out of range. Min: 0.0, Max: 1.0, value: 1.5'
+    humble = HumbleInvalidParameterValue('detector.min_score', 1.5, reason)
+    assert str(humble).startswith("('Invalid parameter value")  # what was logged
+    assert refusal_reason('detector.min_score', humble) == (
+        f'parameter detector.min_score: Invalid parameter value (1.5) for parameter. '
+        f'Reason: {reason}')
+    # Jazzy's rclpy formats one message; it is kept as it is.
+    jazzy = Exception(f'Invalid parameter value (1.5) for parameter. Reason: {reason}: '
+                      'detector.min_score')
+    assert refusal_reason('detector.min_score', jazzy) == (
+        f'parameter detector.min_score: {jazzy}')
 
 
 def ros_type(value):

@@ -14,6 +14,7 @@
 
 """Declare ``node_params.ParameterRow``s on an rclpy node, with descriptions and ranges."""
 
+from face_id_ros.node_params import refusal_reason
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 
@@ -46,7 +47,7 @@ def declare_rows(node, rows):
         try:
             node.declare_parameter(row.name, row.default, descriptor(row))
         except (InvalidParameterTypeException, InvalidParameterValueException) as error:
-            refused[row.name] = f'parameter {row.name}: {error}'
+            refused[row.name] = refusal_reason(row.name, error)
             node.declare_parameter(row.name, row.default, descriptor(row), ignore_override=True)
     return refused
 
