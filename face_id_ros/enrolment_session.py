@@ -25,7 +25,7 @@ face already matches another enrolled patient. No ROS here: the enrol node feeds
 from dataclasses import dataclass
 
 from face_id_ros.core.errors import EnrolmentRejected
-from face_id_ros.core.quality import assess_photo
+from face_id_ros.core.quality import assess_photo, shown_apart
 import numpy as np
 
 
@@ -117,9 +117,10 @@ class EnrolmentSession:
             return
         similarity = float(np.dot(sample.embedding, self.samples[0].embedding))
         if similarity < self.pipeline.threshold:
+            cosine, needed = shown_apart(similarity, self.pipeline.threshold, 2)
             raise EnrolmentRejected(
-                f'this face differs from the first accepted one (cosine {similarity:.2f} < '
-                f'{self.pipeline.threshold:.2f}): keep only the patient in view')
+                f'this face differs from the first accepted one (cosine {cosine} < '
+                f'{needed}): keep only the patient in view')
 
     def _check_not_enrolled_as_another(self, snapshot, patient_id, samples):
         """Refuse when any template of another patient is as close as a match needs."""

@@ -14,6 +14,9 @@
 
 """Live-camera enrolment on real frames of the sample portrait, with a real ONNX embedder."""
 
+from dataclasses import replace
+import math
+import re
 import sqlite3
 
 import cv2
@@ -21,6 +24,7 @@ from face_id_ros.core.config import PipelineConfig
 from face_id_ros.core.errors import EnrolmentRejected
 from face_id_ros.core.gallery import Gallery
 from face_id_ros.core.pipeline import Pipeline
+from face_id_ros.core.quality import assess_photo, shown_apart
 from face_id_ros.enrolment_session import EnrolmentSession
 from face_id_ros.samples import compose_frame
 import numpy as np
@@ -67,6 +71,36 @@ def test_the_operator_is_told_what_the_session_waits_for(pipeline, portrait):
     assert reasons[2].startswith('face too small')
     assert reasons[3].startswith('face too blurred')
     assert session.samples == [] and not session.enough
+
+
+NUMBER = r'(\d+(?:\.\d+)?)'
+
+
+def test_a_refusal_never_shows_the_value_equal_to_what_it_needs(pipeline, portrait):
+    frame = camera_frame(portrait, 0)
+    quality = pipeline.config.quality
+    sample = assess_photo(frame, pipeline, quality)
+    face = pipeline.describe(frame).faces[0]
+    # Gates set just above this very face: the exact values decide, the message tells.
+    refusals = {
+        'face detected with low confidence': replace(quality, min_score=face.score + 1e-4),
+        'face too small:': replace(quality, min_face_size=math.floor(face.size) + 1),
+        'face too blurred: sharpness': replace(quality, min_sharpness=sample.sharpness + 1e-3),
+    }
+    for start, gate in refusals.items():
+        with pytest.raises(EnrolmentRejected) as refusal:
+            assess_photo(frame, pipeline, gate)
+        message = str(refusal.value)
+        assert message.startswith(start)
+        shown, needed = re.search(NUMBER + r'(?: px)? \(needs ' + NUMBER, message).groups()
+        assert float(shown) < float(needed), message
+
+
+def test_shown_apart_adds_decimals_only_where_rounding_hides_the_difference():
+    assert shown_apart(0.7996, 0.8) == ('0.7996', '0.8000')
+    assert shown_apart(0.62, 0.8) == ('0.62', '0.80')
+    assert shown_apart(79.6, 80, 0) == ('79.6', '80.0')
+    assert shown_apart(61.0, 80, 0) == ('61', '80')
 
 
 def test_accepted_frames_are_spaced_and_the_best_are_kept(pipeline, portrait):

@@ -32,6 +32,20 @@ class EnrolmentSample:
     face_size: float
 
 
+def shown_apart(value, bound, decimals=2):
+    """
+    Format ``value`` and the ``bound`` it missed with the decimals that tell them apart.
+
+    At least ``decimals``, more where rounding would show both the same, so a refusal never
+    reads ``low confidence 0.80 (needs 0.80)``: the comparison is on the exact values.
+    """
+    for places in range(decimals, decimals + 7):
+        shown = f'{value:.{places}f}', f'{bound:.{places}f}'
+        if shown[0] != shown[1]:
+            break
+    return shown
+
+
 def sharpness(crop):
     """Return the variance of the Laplacian of the grey crop (low means blurred)."""
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
@@ -52,15 +66,15 @@ def assess_photo(image, pipeline, config):
         raise EnrolmentRejected(f'{len(batch.faces)} faces found; the photo must show one')
     face = batch.faces[0]
     if face.score < config.min_score:
-        raise EnrolmentRejected(f'face detected with low confidence {face.score:.2f} '
-                                f'(needs {config.min_score:.2f})')
+        score, needed = shown_apart(face.score, config.min_score, 2)
+        raise EnrolmentRejected(f'face detected with low confidence {score} (needs {needed})')
     if face.size < config.min_face_size:
-        raise EnrolmentRejected(f'face too small: {face.size:.0f} px '
-                                f'(needs {config.min_face_size} px)')
+        size, needed = shown_apart(face.size, config.min_face_size, 0)
+        raise EnrolmentRejected(f'face too small: {size} px (needs {needed} px)')
     crop_sharpness = sharpness(batch.crops[0])
     if crop_sharpness < config.min_sharpness:
-        raise EnrolmentRejected(f'face too blurred: sharpness {crop_sharpness:.1f} '
-                                f'(needs {config.min_sharpness:.1f})')
+        value, needed = shown_apart(crop_sharpness, config.min_sharpness, 1)
+        raise EnrolmentRejected(f'face too blurred: sharpness {value} (needs {needed})')
     quality = face.score * min(1.0, crop_sharpness / (4.0 * config.min_sharpness))
     return EnrolmentSample(batch.crops[0], batch.embeddings[0], float(quality),
                            crop_sharpness, face.size)
