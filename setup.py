@@ -85,7 +85,7 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'face-id = face_id_ros.cli:main',
+            'face-id = face_id_ros.cli.parser:main',
             # ROS 2 nodes (`ros2 run face_id_ros <name>`); they need rclpy.
             'face_id_node = face_id_ros.nodes.face_id_node:main',
             'enroll = face_id_ros.nodes.enroll_node:main',

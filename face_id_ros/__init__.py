@@ -12,6 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Patient face identification for nursing robots (ROS 2 package and ROS-free core)."""
+"""
+Patient face identification for nursing robots (ROS 2 package and ROS-free core).
+
+One folder per layer, each importing only layers below it: ``core`` (the runtime) at the
+bottom; ``nodes`` (ROS 2) and ``evaluation`` on it, side by side; ``training`` (torch) on
+``core`` and ``evaluation``; ``cli`` (the ``face-id`` command line) on top.
+"""
 
 __version__ = '0.1.0'

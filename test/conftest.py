@@ -103,7 +103,7 @@ def teacher_model(tmp_path_factory):
     """Return the shared MobileFaceNet teacher stamped with metadata; skip when absent."""
     if not TEACHER_ONNX.is_file():
         pytest.skip('../shared/data teacher model is absent')
-    from face_id_ros.cli import main
+    from face_id_ros.cli.parser import main
     target = tmp_path_factory.mktemp('teacher') / 'teacher.onnx'
     status = main(['model', 'stamp', str(TEACHER_ONNX), str(target), '--name', 'teacher',
                    '--version', 'test', '--embedding-size', '128',
@@ -116,5 +116,5 @@ def teacher_model(tmp_path_factory):
 @pytest.fixture(scope='session')
 def portrait():
     """Return the sample portrait that ships with matplotlib (BGR)."""
-    from face_id_ros.samples import sample_portrait
+    from face_id_ros.evaluation.samples import sample_portrait
     return sample_portrait()

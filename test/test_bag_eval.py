@@ -18,17 +18,17 @@ import json
 
 from conftest import LFW_DIR
 import cv2
-from face_id_ros.bag_eval import (CameraBag, evaluate_bag, FaceRecord, FrameRecord,
-                                  score_visits, summarise)
-from face_id_ros.cli import main
+from face_id_ros.cli.parser import main
 from face_id_ros.core.config import PipelineConfig
 from face_id_ros.core.errors import FaceIdError
 from face_id_ros.core.gallery import Gallery
 from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.core.quality import assess_photo
-from face_id_ros.labels import Interval, load_labels, save_labels
-from face_id_ros.ros_messages import rosbags_typestore
-from face_id_ros.wardbag import make_ward_bag, Visit, WardRecipe
+from face_id_ros.core.ros_messages import rosbags_typestore
+from face_id_ros.evaluation.bag_eval import (CameraBag, evaluate_bag, FaceRecord, FrameRecord,
+                                             score_visits, summarise)
+from face_id_ros.evaluation.labels import Interval, load_labels, save_labels
+from face_id_ros.evaluation.wardbag import make_ward_bag, Visit, WardRecipe
 import pytest
 from rosbags.rosbag2 import Reader
 import yaml

@@ -20,7 +20,7 @@ from face_id_ros.core.config import DetectorConfig
 from face_id_ros.core.detection import FIVE_POINTS, FOUR_POINTS, make_detector
 from face_id_ros.core.errors import ModelError
 from face_id_ros.core.model_metadata import ARCFACE_TEMPLATE_112
-from face_id_ros.samples import compose_frame, grid_centres
+from face_id_ros.evaluation.samples import compose_frame, grid_centres
 import numpy as np
 import pytest
 

@@ -25,8 +25,8 @@ from face_id_ros.core.errors import EnrolmentRejected
 from face_id_ros.core.gallery import Gallery
 from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.core.quality import assess_photo, shown_apart
-from face_id_ros.enrolment_session import EnrolmentSession
-from face_id_ros.samples import compose_frame
+from face_id_ros.evaluation.samples import compose_frame
+from face_id_ros.nodes.enrolment_session import EnrolmentSession
 import numpy as np
 import pytest
 

@@ -18,9 +18,9 @@ import math
 from pathlib import Path
 
 import cv2
-from face_id_ros import plots
 from face_id_ros.core.errors import FaceIdError
-from face_id_ros.core.evaluation import (
+from face_id_ros.evaluation import plots
+from face_id_ros.evaluation.metrics import (
     identification_report, kfold_verification, pair_scores, read_lfw_pairs, roc_curve,
     tar_at_far)
 import numpy as np

@@ -20,11 +20,11 @@ from face_id_ros.core.config import PipelineConfig
 from face_id_ros.core.gallery import Gallery
 from face_id_ros.core.patient_id import Hypothesis, patient_detections, PatientDetection
 from face_id_ros.core.pipeline import Pipeline
-from face_id_ros.gate import (DENY, face_frame_from_message, FaceFrame, GateConfig,
-                              GRANT, MedicationGate, model_info_from_message, ModelInfo)
-from face_id_ros.node_status import LoadedModel, vision_info_fields
-from face_id_ros.ros_messages import build_detection_array, rosbags_typestore
-from face_id_ros.samples import compose_frame
+from face_id_ros.core.ros_messages import build_detection_array, rosbags_typestore
+from face_id_ros.evaluation.samples import compose_frame
+from face_id_ros.nodes.gate import (DENY, face_frame_from_message, FaceFrame, GateConfig,
+                                    GRANT, MedicationGate, model_info_from_message, ModelInfo)
+from face_id_ros.nodes.node_status import LoadedModel, vision_info_fields
 import pytest
 
 MODEL = ModelInfo('tiny-test 0 sha256:0123', '/ward/gallery.db', 7)

@@ -32,7 +32,7 @@ import unittest
 
 from conftest import build_tiny_embedder
 from face_id_ros.core.image_codec import encode_image
-from face_id_ros.samples import compose_frame, sample_portrait
+from face_id_ros.evaluation.samples import compose_frame, sample_portrait
 import pytest
 
 SKIP_REASON = ('launch test: needs ROS 2 (rclpy, launch_testing, launch_ros); it runs in CI '

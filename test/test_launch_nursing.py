@@ -36,9 +36,9 @@ from conftest import build_tiny_embedder
 from face_id_ros.core.gallery import Gallery
 from face_id_ros.core.image_codec import encode_image
 from face_id_ros.core.pipeline import Pipeline
-from face_id_ros.enrolment_session import EnrolmentSession
-from face_id_ros.node_params import pipeline_config_from_ros_yaml
-from face_id_ros.samples import compose_frame, sample_portrait
+from face_id_ros.evaluation.samples import compose_frame, sample_portrait
+from face_id_ros.nodes.enrolment_session import EnrolmentSession
+from face_id_ros.nodes.node_params import pipeline_config_from_ros_yaml
 import numpy as np
 import pytest
 

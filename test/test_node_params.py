@@ -20,12 +20,12 @@ from pathlib import Path
 
 from face_id_ros.core.config import PipelineConfig
 from face_id_ros.core.errors import ConfigError
-from face_id_ros.gate import GateConfig
-from face_id_ros.node_params import (camera_subscription_topic, NodeConfig,
-                                     pipeline_config_from_parameters,
-                                     pipeline_config_from_ros_yaml, pipeline_rows,
-                                     refusal_reason, stage_config_from_parameters,
-                                     stage_rows)
+from face_id_ros.nodes.gate import GateConfig
+from face_id_ros.nodes.node_params import (camera_subscription_topic, NodeConfig,
+                                           pipeline_config_from_parameters,
+                                           pipeline_config_from_ros_yaml, pipeline_rows,
+                                           refusal_reason, stage_config_from_parameters,
+                                           stage_rows)
 import pytest
 import yaml
 

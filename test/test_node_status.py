@@ -15,9 +15,9 @@
 """The face_id_node's rates, diagnostics and gallery info, computed without ROS."""
 
 from face_id_ros.core.newest_frame import NewestFrameSlot
-from face_id_ros.node_status import (diagnostic_report, LoadedModel, NodeStatistics,
-                                     RateMeter, stamp_seconds, vision_info_fields)
-from face_id_ros.ros_messages import rosbags_typestore
+from face_id_ros.core.ros_messages import rosbags_typestore, stamp_seconds
+from face_id_ros.nodes.node_status import (diagnostic_report, LoadedModel, NodeStatistics,
+                                           RateMeter, vision_info_fields)
 import pytest
 
 LOADED = LoadedModel('mobilefacenet', '1.2', 'ab' * 32, '/ward/gallery.db', 12, 30)

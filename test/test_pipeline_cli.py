@@ -20,12 +20,12 @@ import shutil
 
 from conftest import build_tiny_embedder, LFW_DIR
 import cv2
-from face_id_ros.cli import main
+from face_id_ros.cli.parser import main
 from face_id_ros.core.config import PipelineConfig
 from face_id_ros.core.embedding import model_fingerprint
 from face_id_ros.core.gallery import Gallery
 from face_id_ros.core.pipeline import Pipeline
-from face_id_ros.samples import compose_frame
+from face_id_ros.evaluation.samples import compose_frame
 import numpy as np
 import pytest
 

@@ -17,7 +17,7 @@
 from pathlib import Path
 import sys
 
-from face_id_ros.resources import package_share_file
+from face_id_ros.core.resources import package_share_file
 import pytest
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]

@@ -17,8 +17,8 @@
 from face_id_ros.core.matching import Candidate
 from face_id_ros.core.patient_id import patient_detections
 from face_id_ros.core.pipeline import FrameResult
+from face_id_ros.core.ros_messages import build_detection_array, rosbags_typestore
 from face_id_ros.core.tracking import TrackedFace
-from face_id_ros.ros_messages import build_detection_array, rosbags_typestore
 import numpy as np
 import pytest
 

@@ -15,14 +15,14 @@
 """Synthetic ward-round bags and their labels, read back with rosbags and a real detector."""
 
 import cv2
-from face_id_ros.cli import main
+from face_id_ros.cli.parser import main
 from face_id_ros.core.config import DetectorConfig
 from face_id_ros.core.detection import make_detector
 from face_id_ros.core.errors import FaceIdError
 from face_id_ros.core.image_codec import decode_any
-from face_id_ros.labels import load_labels, parse_labels, save_labels, subject_at
-from face_id_ros.ros_messages import rosbags_typestore
-from face_id_ros.wardbag import make_ward_bag, plan_visits, Visit, WardRecipe
+from face_id_ros.core.ros_messages import rosbags_typestore
+from face_id_ros.evaluation.labels import load_labels, parse_labels, save_labels, subject_at
+from face_id_ros.evaluation.wardbag import make_ward_bag, plan_visits, Visit, WardRecipe
 import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader

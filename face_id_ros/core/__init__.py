@@ -12,4 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ROS-free face identification core: decoding, detection, alignment, embedding, matching."""
+"""
+The runtime, without ROS: frame in, per-face identities out.
+
+Decoding, detection, alignment, embedding, the gallery, matching, tracking and the
+``/patient_id`` message form, plus the config they share and the shipped files they find.
+It imports nothing else of the package: the nodes, evaluation, the command line and
+training are built on it.
+"""

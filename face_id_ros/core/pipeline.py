@@ -22,8 +22,8 @@ from face_id_ros.core.detection import make_detector
 from face_id_ros.core.embedding import OnnxEmbedder
 from face_id_ros.core.gallery import GallerySnapshot
 from face_id_ros.core.matching import match
+from face_id_ros.core.resources import default_model_path
 from face_id_ros.core.tracking import FaceTracker
-from face_id_ros.resources import default_model_path
 import numpy as np
 
 

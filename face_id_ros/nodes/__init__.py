@@ -13,8 +13,12 @@
 # limitations under the License.
 
 """
-The ROS 2 nodes (they need rclpy): face identification, live enrolment, medication gate.
+The ROS 2 nodes and, beside them, what they compute without ROS.
 
-Each node only converts messages and parameters and calls the ROS-free modules beside it;
-``face_id_ros.core`` never imports this package.
+The nodes (``face_id_node``, ``enroll_node``, ``medication_gate``, and ``ros_parameters``
+that declares their parameters) need rclpy; they only convert messages and parameters and
+call their ROS-free helpers here: ``node_params`` (parameters), ``node_status`` (rates,
+diagnostics, gallery info), ``enrolment_session`` (live enrolment) and ``gate`` (the
+medication gate's rules), which import and test without ROS. This package imports only
+``face_id_ros.core``; importing it loads no rclpy.
 """

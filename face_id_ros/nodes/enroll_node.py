@@ -32,9 +32,9 @@ from face_id_ros.core.gallery import Gallery
 from face_id_ros.core.image_codec import decode_any
 from face_id_ros.core.newest_frame import NewestFrameSlot
 from face_id_ros.core.pipeline import Pipeline
-from face_id_ros.enrolment_session import EnrolmentSession
-from face_id_ros.node_params import camera_subscription_topic, pipeline_config_from_ros_yaml
-from face_id_ros.resources import package_share_file
+from face_id_ros.core.resources import package_share_file
+from face_id_ros.nodes.enrolment_session import EnrolmentSession
+from face_id_ros.nodes.node_params import camera_subscription_topic, pipeline_config_from_ros_yaml
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node

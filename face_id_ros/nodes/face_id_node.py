@@ -36,13 +36,14 @@ from face_id_ros.core.image_codec import decode_any, encode_image
 from face_id_ros.core.newest_frame import NewestFrameSlot
 from face_id_ros.core.patient_id import patient_detections
 from face_id_ros.core.pipeline import Pipeline
-from face_id_ros.node_params import (camera_subscription_topic, NodeConfig,
-                                     pipeline_config_from_parameters, pipeline_rows,
-                                     stage_config_from_parameters, stage_rows)
-from face_id_ros.node_status import (diagnostic_report, LoadedModel, NodeStatistics,
-                                     stamp_seconds, vision_info_fields)
+from face_id_ros.core.ros_messages import (build_detection_array, rclpy_detection_types,
+                                           stamp_seconds)
+from face_id_ros.nodes.node_params import (camera_subscription_topic, NodeConfig,
+                                           pipeline_config_from_parameters, pipeline_rows,
+                                           stage_config_from_parameters, stage_rows)
+from face_id_ros.nodes.node_status import (diagnostic_report, LoadedModel, NodeStatistics,
+                                           vision_info_fields)
 from face_id_ros.nodes.ros_parameters import declare_rows, read_rows, undeclared_overrides
-from face_id_ros.ros_messages import build_detection_array, rclpy_detection_types
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor

@@ -21,13 +21,13 @@ Inputs: ``patient_id`` (vision_msgs/Detection2DArray), ``face_id/gallery_info``
 cancels it). ``~/request_dispense`` (std_srvs/Trigger) answers with ``success`` true only
 for a grant and the decision as JSON in ``message``; every decision is also published on
 ``medication/dispense_decision`` (std_msgs/String, JSON) and logged. The rules are in
-``face_id_ros.gate``.
+``face_id_ros.nodes.gate``.
 """
 
 from face_id_ros.core.errors import ConfigError
-from face_id_ros.gate import (face_frame_from_message, GateConfig, MedicationGate,
-                              model_info_from_message)
-from face_id_ros.node_params import stage_config_from_parameters, stage_rows
+from face_id_ros.nodes.gate import (face_frame_from_message, GateConfig, MedicationGate,
+                                    model_info_from_message)
+from face_id_ros.nodes.node_params import stage_config_from_parameters, stage_rows
 from face_id_ros.nodes.ros_parameters import declare_rows, read_rows, undeclared_overrides
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor

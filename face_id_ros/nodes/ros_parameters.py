@@ -14,7 +14,7 @@
 
 """Declare ``node_params.ParameterRow``s on an rclpy node, with descriptions and ranges."""
 
-from face_id_ros.node_params import refusal_reason
+from face_id_ros.nodes.node_params import refusal_reason
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 

@@ -31,11 +31,12 @@ from dataclasses import dataclass, replace
 import os
 from pathlib import Path
 
-from face_id_ros.benchmarks import align_photos, embed_crops, lfw_photos, lfw_verification
 from face_id_ros.core.config import build_stage, PipelineConfig, read_yaml, setting
 from face_id_ros.core.embedding import OnnxEmbedder
 from face_id_ros.core.errors import ConfigError, FaceIdError
 from face_id_ros.core.pipeline import Pipeline
+from face_id_ros.evaluation.benchmarks import (align_photos, embed_crops, lfw_photos,
+                                               lfw_verification)
 from face_id_ros.training.backbones import Backbone, BackboneConfig, count_macs
 from face_id_ros.training.recipes import load_recipe
 from face_id_ros.training.train import Trainer

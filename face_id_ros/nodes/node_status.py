@@ -270,11 +270,6 @@ def vision_info_fields(loaded):
     }
 
 
-def stamp_seconds(stamp):
-    """Return a ``builtin_interfaces/Time`` (rclpy or rosbags) as float seconds."""
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
 def _percentile_ms(values, percent):
     return float(np.percentile(list(values), percent)) * 1000.0 if values else None
 

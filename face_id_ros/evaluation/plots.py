@@ -15,7 +15,7 @@
 """
 Evaluation figures (ROC, score histograms, ward-round timelines), drawn off-screen (Agg).
 
-Only the command-line tool imports this module, so the runtime never needs matplotlib.
+Only evaluation imports this module, so the runtime and the nodes never need matplotlib.
 """
 
 import os

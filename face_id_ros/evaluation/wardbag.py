@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-``face-id make-ward-bag``: a synthetic, reproducible ward round as a rosbag2, with labels.
+A synthetic, reproducible ward round as a rosbag2, with labels (``face-id make-ward-bag``).
 
 Each visit is a few seconds of one person walking up to the robot's camera: one photo
 (never one used for enrolment) pasted with a feathered head-and-shoulders mask onto a blurred,
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import cv2
 from face_id_ros.core.errors import ConfigError, FaceIdError
-from face_id_ros.labels import Interval, NOBODY, save_labels, STRANGER
+from face_id_ros.evaluation.labels import Interval, NOBODY, STRANGER
 import numpy as np
 import yaml
 
@@ -207,7 +207,7 @@ class BagWriter:
     def __init__(self, path, storage='sqlite3'):
         """Prepare to write a new bag folder at ``path``; refuse an existing one."""
         from rosbags.rosbag2 import StoragePlugin, Writer
-        from face_id_ros.ros_messages import rosbags_typestore
+        from face_id_ros.core.ros_messages import rosbags_typestore
         self.path = Path(path)
         if self.path.exists():
             raise FaceIdError(f'{self.path} exists already; remove it or choose another path')
@@ -447,49 +447,11 @@ def _frames(seconds, fps, random):
     return max(1, round(random.uniform(*seconds) * fps))
 
 
-# Command line -------------------------------------------------------------------------------
-
-def add_arguments(parser):
-    """Add the ``make-ward-bag`` arguments (also the recipe overrides of ward-benchmark)."""
-    parser.add_argument('--fps', type=float, help='frame rate (default 15)')
-    parser.add_argument('--storage', choices=('sqlite3', 'mcap'), help='default sqlite3')
-    parser.add_argument('--encoding', choices=('bgr8', 'jpeg'),
-                        help='bgr8: sensor_msgs/Image; jpeg: CompressedImage (default)')
-    parser.add_argument('--topic', help='camera topic (default /camera/image_raw, '
-                        '+/compressed for jpeg)')
-    parser.add_argument('--seed', type=int, help='random seed (default 0)')
-
-
-def recipe_from_args(args, mapping=None):
-    """Return the WardRecipe of a recipe mapping with the command-line values applied."""
-    values = dict(mapping or {})
-    for name in ('fps', 'storage', 'encoding', 'topic', 'seed'):
-        if getattr(args, name, None) is not None:
-            values[name] = getattr(args, name)
-    return WardRecipe.from_dict(values)
-
-
-def run_make_ward_bag(args):
-    """Write a synthetic ward round of the photo folders as a bag, and its labels."""
+def check_patient_folders(patients, pattern, source):
+    """Refuse photo folders that are not named by a patient id matching ``pattern``."""
     import re
-    from face_id_ros.cli import identity_folders
-    from face_id_ros.core.config import PipelineConfig
-    from face_id_ros.resources import package_share_file
-    patients = identity_folders(args.photos)
-    config = PipelineConfig.from_yaml(args.config or package_share_file('config/face_id.yaml'))
-    pattern = config.gallery.id_pattern
     misnamed = [name for name in patients if not re.fullmatch(pattern, name)]
     if misnamed:
-        raise FaceIdError(f'{args.photos}: folders {misnamed} are not patient ids matching '
+        raise FaceIdError(f'{source}: folders {misnamed} are not patient ids matching '
                           f'{pattern!r}; name each folder by the pseudonymous id it was '
                           'enrolled under')
-    strangers = identity_folders(args.strangers) if args.strangers else {}
-    recipe = recipe_from_args(args)
-    visits = plan_visits(patients, strangers, args.visits_per_patient, recipe.seed)
-    intervals = make_ward_bag(args.out, visits, recipe)
-    labels = args.labels or f'{Path(args.out)}.labels.yaml'
-    save_labels(labels, intervals)
-    print(f'wrote {args.out}: {len(visits)} visits ({len(strangers)} by strangers), '
-          f'{recipe.storage}, {recipe.msgtype} on {recipe.camera_topic} at {recipe.fps:g} '
-          f'frames/s; labels {labels}')
-    return 0

@@ -30,7 +30,7 @@ import json
 from face_id_ros.core.config import setting
 from face_id_ros.core.patient_id import (Hypothesis, PatientDetection, PENDING,
                                          UNKNOWN)
-from face_id_ros.node_status import stamp_seconds
+from face_id_ros.core.ros_messages import stamp_seconds
 
 GRANT = 'grant'
 DENY = 'deny'

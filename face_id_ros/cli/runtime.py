@@ -12,120 +12,24 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""``face-id``: enrol, administer the gallery, identify, evaluate and benchmark, without ROS."""
+"""``face-id enroll``, ``gallery``, ``identify``, ``model`` and ``demo``: the main job."""
 
-import argparse
 import json
 import os
 from pathlib import Path
-import sys
 
-from face_id_ros.core.config import PipelineConfig
+from face_id_ros.cli.options import add_common_options, load_config, open_pipeline
 from face_id_ros.core.errors import EnrolmentRejected, FaceIdError
-from face_id_ros.resources import package_share_file
-
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
+from face_id_ros.core.image_files import image_files, IMAGE_SUFFIXES, read_image
 
 
-def main(argv=None):
-    """Run the ``face-id`` command line; return the process exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args) or 0
-    except FaceIdError as error:
-        print(f'face-id: error: {error}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-def build_parser():
-    """Build the argument parser with one sub-command per job."""
-    parser = argparse.ArgumentParser(prog='face-id', description=__doc__)
-    commands = parser.add_subparsers(dest='command', required=True)
+def add_commands(commands):
+    """Register the enrolment, gallery, identification, model and demo sub-commands."""
     _add_enroll(commands)
     _add_gallery(commands)
     _add_identify(commands)
     _add_model(commands)
     _add_demo(commands)
-    from face_id_ros import bag_eval, benchmarks
-    benchmarks.add_commands(commands, add_common_options)
-    bag_eval.add_commands(commands, add_common_options)
-    return parser
-
-
-def add_common_options(parser, gallery=True):
-    """Add the options every pipeline command shares: config file, model, detector, gallery."""
-    parser.add_argument('--config', help='YAML config (default: the shipped config/face_id.yaml)')
-    parser.add_argument('--model', help='embedder ONNX (default: the shipped model)')
-    parser.add_argument('--detector', choices=('blazeface', 'yunet'), help='detector backend')
-    parser.add_argument('--yunet-model', help='YuNet ONNX path (with --detector yunet)')
-    parser.add_argument('--threads', type=int, help='onnxruntime threads')
-    if gallery:
-        parser.add_argument('--gallery', help='SQLite gallery file (default: from the config)')
-
-
-def load_config(args):
-    """Read the config file and apply the command-line overrides."""
-    path = args.config or package_share_file('config/face_id.yaml')
-    config = PipelineConfig.from_yaml(path)
-    overrides = {
-        'detector': {'backend': args.detector, 'yunet_model': args.yunet_model},
-        'embedder': {'model': args.model, 'threads': args.threads},
-        'gallery': {'path': getattr(args, 'gallery', None)},
-    }
-    overrides = {stage: {key: value for key, value in values.items() if value is not None}
-                 for stage, values in overrides.items()}
-    return config.replace(**overrides)
-
-
-def open_pipeline(args, create_gallery=False):
-    """Build the pipeline and open its gallery (refused if made by another model)."""
-    from face_id_ros.core.gallery import Gallery
-    from face_id_ros.core.pipeline import Pipeline
-    config = load_config(args)
-    pipeline = Pipeline(config)
-    gallery = Gallery.from_config(config.gallery, pipeline.embedder.fingerprint,
-                                  pipeline.embedder.embedding_size, create=create_gallery)
-    pipeline.set_gallery(gallery.snapshot())
-    return pipeline, gallery
-
-
-def image_files(paths):
-    """Expand files and folders into a sorted list of image files."""
-    found = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found += sorted(item for item in path.rglob('*')
-                            if item.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise FaceIdError(f'no such file or folder: {path}')
-    return found
-
-
-def identity_folders(root):
-    """Map each sub-folder of ``root`` (one per identity) to its sorted photo paths."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FaceIdError(f'{root} is not a folder of identity sub-folders')
-    people = {folder.name: [str(path) for path in image_files([folder])]
-              for folder in sorted(root.iterdir()) if folder.is_dir()}
-    people = {name: photos for name, photos in people.items() if photos}
-    if not people:
-        raise FaceIdError(f'{root} holds no identity sub-folders with photos')
-    return people
-
-
-def read_image(path):
-    """Read an image file as BGR; raise FaceIdError if it is not a readable picture."""
-    import cv2
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FaceIdError(f'cannot read image {path}')
-    return image
 
 
 # enroll ---------------------------------------------------------------------------------
@@ -142,6 +46,7 @@ def _add_enroll(commands):
 def run_enroll(args):
     """Enrol every accepted photo; report each rejected photo with its reason."""
     from tqdm import tqdm
+    from face_id_ros.core.quality import assess_photo
     root = Path(args.folder)
     folders = sorted(path for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
     if args.patient_id:
@@ -156,7 +61,7 @@ def run_enroll(args):
         for photo in tqdm(image_files([folder]), desc=folder.name, unit='photo',
                           leave=False):
             try:
-                samples.append(assess(read_image(photo), pipeline, quality_config))
+                samples.append(assess_photo(read_image(photo), pipeline, quality_config))
                 sources.append(str(photo))
             except (EnrolmentRejected, FaceIdError) as error:
                 rejected += 1
@@ -171,12 +76,6 @@ def run_enroll(args):
     print(f'gallery {gallery.path}: revision {gallery.revision}, '
           f'{len(gallery.patient_ids())} patient(s); {rejected} photo(s) rejected')
     return 0
-
-
-def assess(image, pipeline, quality_config):
-    """Run the enrolment quality gate on one photo."""
-    from face_id_ros.core.quality import assess_photo
-    return assess_photo(image, pipeline, quality_config)
 
 
 # gallery ----------------------------------------------------------------------------------
@@ -323,7 +222,7 @@ def _add_model(commands):
 def run_model_info(args):
     """Print the metadata the runtime reads from a model file."""
     from face_id_ros.core.embedding import OnnxEmbedder
-    from face_id_ros.resources import default_model_path
+    from face_id_ros.core.resources import default_model_path
     embedder = OnnxEmbedder(args.model or default_model_path())
     print(json.dumps({'path': embedder.path, 'fingerprint': embedder.fingerprint,
                       'metadata': json.loads(embedder.metadata.to_json())}, indent=2))
@@ -374,7 +273,7 @@ def run_demo(args):
     from face_id_ros.core.gallery import Gallery
     from face_id_ros.core.pipeline import Pipeline
     from face_id_ros.core.quality import assess_photo
-    from face_id_ros.samples import compose_frame, sample_portrait
+    from face_id_ros.evaluation.samples import compose_frame, sample_portrait
     out = Path(args.out or tempfile.mkdtemp(prefix='face_id_demo_'))
     out.mkdir(parents=True, exist_ok=True)
     config = load_config(args).replace(gallery={'path': str(out / 'gallery.db')})

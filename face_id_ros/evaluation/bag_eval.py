@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-``face-id eval-bag``: replay a recorded ward round through the pipeline and score it.
+Replay a recorded ward round through the pipeline and score it (``face-id eval-bag``).
 
 Two paces. ``fast`` processes every frame as fast as possible, optionally describing frames
 (decode, detect, align, embed) in worker processes while matching and tracking stay in order
@@ -45,8 +45,8 @@ import threading
 import time
 
 from face_id_ros.core.errors import FaceIdError, ImageDecodeError
-from face_id_ros.labels import NOBODY, STRANGER
-from face_id_ros.node_status import stamp_seconds
+from face_id_ros.core.ros_messages import stamp_seconds
+from face_id_ros.evaluation.labels import NOBODY, STRANGER
 import numpy as np
 import yaml
 
@@ -156,7 +156,7 @@ class Replay:
         matches and tracks them here in recorded order: the tracker sees what it would see
         with one worker.
         """
-        from face_id_ros.ros_messages import rosbags_typestore
+        from face_id_ros.core.ros_messages import rosbags_typestore
         if workers < 1:
             raise FaceIdError(f'workers must be at least 1, got {workers}')
         self.bag, self.pipeline, self.workers = bag, pipeline, workers
@@ -168,7 +168,7 @@ class Replay:
     def run(self, pace):
         """Replay the bag at ``pace`` (fast or recorded); return (wall seconds, dropped)."""
         from tqdm import tqdm
-        from face_id_ros.wardbag import BagWriter
+        from face_id_ros.evaluation.wardbag import BagWriter
         if pace not in PACES:
             raise FaceIdError(f'pace must be one of {PACES}, got {pace!r}')
         self.pipeline.tracker.reset()
@@ -276,7 +276,7 @@ class Replay:
         recorded time plus its processing latency.
         """
         from face_id_ros.core.patient_id import patient_detections
-        from face_id_ros.ros_messages import build_detection_array
+        from face_id_ros.core.ros_messages import build_detection_array
         started = time.perf_counter()
         result = self.pipeline.conclude(batch, stamp_seconds(message.header.stamp))
         done = time.perf_counter()
@@ -330,7 +330,7 @@ def _describer_pool(config, workers):
 
 def _start_worker(config, ready):
     from face_id_ros.core.pipeline import Pipeline
-    from face_id_ros.ros_messages import rosbags_typestore
+    from face_id_ros.core.ros_messages import rosbags_typestore
     _worker['pipeline'], _worker['typestore'] = Pipeline(config), rosbags_typestore()
     ready.wait(WORKER_START_S)
 
@@ -499,8 +499,8 @@ def frame_outcome(record, subject):
 def write_outputs(out, report, records, intervals):
     """Write report.json and the timeline, score-trace and latency figures into ``out``."""
     import json
-    from face_id_ros import plots
-    from face_id_ros.labels import subject_at
+    from face_id_ros.evaluation import plots
+    from face_id_ros.evaluation.labels import subject_at
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'report.json').write_text(json.dumps(report, indent=2))
@@ -567,72 +567,26 @@ def print_report(report):
             f'{stage} {value:.1f}' for stage, value in report['stage_median_ms'].items()))
 
 
-# Command line -------------------------------------------------------------------------------
+def eval_bag(pipeline, enrolled, bag, labels, out='eval_bag', topic=None, pace='fast',
+             workers=1, progress=True):
+    """
+    Replay a bag, print the scores, write the report, plots and ``/patient_id`` bag.
 
-def add_commands(commands, add_common_options):
-    """Register ``make-ward-bag``, ``eval-bag`` and ``ward-benchmark``."""
-    from face_id_ros import ward_benchmark, wardbag
-    parser = commands.add_parser(
-        'make-ward-bag', help='synthesise a labelled ward-round rosbag2 from face photos')
-    parser.add_argument('photos', help='folder of <patient id>/<photos> (not the enrolment '
-                        'photos)')
-    parser.add_argument('--out', required=True, help='bag folder to create')
-    parser.add_argument('--labels', help='labels YAML to write (default: <out>.labels.yaml)')
-    parser.add_argument('--strangers', help='folder of <name>/<photos> of people not enrolled')
-    parser.add_argument('--visits-per-patient', type=int, default=1)
-    parser.add_argument('--config', help='YAML config whose gallery.id_pattern the patient '
-                        'folders must match (default: the shipped config/face_id.yaml)')
-    wardbag.add_arguments(parser)
-    parser.set_defaults(handler=wardbag.run_make_ward_bag)
-
-    parser = commands.add_parser(
-        'eval-bag', help='replay a rosbag2 through the pipeline and score it against labels')
-    parser.add_argument('bag', help='rosbag2 folder (sqlite3 or mcap) or storage file')
-    parser.add_argument('--labels', required=True, help='labels YAML (see face_id_ros.labels)')
-    parser.add_argument('--topic', help='camera topic (default: the only image topic)')
-    parser.add_argument('--pace', choices=PACES, default='fast',
-                        help="fast: every frame; recorded: the node's newest-frame policy")
-    parser.add_argument('--workers', type=int, default=1,
-                        help='fast pace: describe frames in this many processes')
-    parser.add_argument('--out', default='eval_bag', help='folder for report, plots and bag')
-    parser.add_argument('--quiet', action='store_true', help='no progress bar')
-    add_common_options(parser)
-    parser.set_defaults(handler=run_eval_bag)
-
-    parser = commands.add_parser(
-        'ward-benchmark', help='enrol LFW people, synthesise a ward round, evaluate both paces')
-    parser.add_argument('--lfw', required=True, help='folder with images/<person>/')
-    parser.add_argument('--recipe', help='benchmark recipe YAML (default: the shipped '
-                        'config/ward_benchmark.yaml)')
-    parser.add_argument('--patients', type=int)
-    parser.add_argument('--enrol-photos', type=int)
-    parser.add_argument('--visits-per-patient', type=int)
-    parser.add_argument('--strangers', type=int)
-    parser.add_argument('--workers', type=int, help='fast pace: describing processes')
-    parser.add_argument('--out', default='ward_benchmark', help='folder for every output')
-    parser.add_argument('--quiet', action='store_true', help='no progress bars')
-    wardbag.add_arguments(parser)
-    add_common_options(parser, gallery=False)
-    parser.set_defaults(handler=ward_benchmark.run_ward_benchmark)
-
-
-def run_eval_bag(args):
-    """Replay a bag, print the scores, write the report, plots and ``/patient_id`` bag."""
-    from face_id_ros.cli import open_pipeline
-    from face_id_ros.labels import load_labels
-    pipeline, gallery = open_pipeline(args)
-    intervals = load_labels(args.labels, pipeline.config.gallery.id_pattern)
-    missing = sorted({item.subject for item in intervals if item.is_patient}
-                     - set(gallery.patient_ids()))
+    ``pipeline`` holds the gallery to match against and ``enrolled`` its patient ids;
+    ``bag`` is a rosbag2 folder or storage file, ``labels`` its labels YAML, ``topic`` the
+    camera topic (default: the only image topic). Returns the report.
+    """
+    from face_id_ros.evaluation.labels import load_labels
+    intervals = load_labels(labels, pipeline.config.gallery.id_pattern)
+    missing = sorted({item.subject for item in intervals if item.is_patient} - set(enrolled))
     if missing:
         print(f'warning: labelled patients not in the gallery (never confirmable): {missing}')
-    bag = CameraBag(args.bag, args.topic)
-    out = Path(args.out)
+    bag = CameraBag(bag, topic)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report, records = evaluate_bag(bag, intervals, pipeline, args.pace,
-                                   fresh_output_bag(out / 'patient_id'), not args.quiet,
-                                   args.workers)
+    report, records = evaluate_bag(bag, intervals, pipeline, pace,
+                                   fresh_output_bag(out / 'patient_id'), progress, workers)
     write_outputs(out, report, records, intervals)
     print_report(report)
     print(f'  report, plots and the /patient_id bag in {out}/')
-    return 0
+    return report

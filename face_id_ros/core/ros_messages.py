@@ -16,7 +16,8 @@
 Build ``/patient_id`` and related messages with any ROS message classes.
 
 rclpy's generated classes and the ``rosbags`` dataclasses both take every field as a keyword,
-so one builder serves the node (live topics) and the offline tools (bags written without ROS).
+so one builder serves the node (live topics) and the offline tools (bags written without ROS);
+it lives in the core because both the nodes and evaluation's bag replay use it.
 ``rosbags`` lacks vision_msgs: its 4.x definitions (Humble, Jazzy) are registered here.
 """
 
@@ -65,6 +66,11 @@ def rclpy_detection_types():
     from vision_msgs import msg as vision
     return {name: getattr(geometry if name.startswith('geometry') else vision,
                           name.rsplit('/', 1)[1]) for name in DETECTION_TYPES}
+
+
+def stamp_seconds(stamp):
+    """Return a ``builtin_interfaces/Time`` (rclpy or rosbags) as float seconds."""
+    return stamp.sec + stamp.nanosec * 1e-9
 
 
 def build_detection_array(types, header, detections):

@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-``face-id ward-benchmark``: one command from LFW photos to ward-round numbers.
+From LFW photos to ward-round numbers in one call (``face-id ward-benchmark``).
 
 It enrols some LFW people as patients through the enrolment quality gate (the code path of
 ``face-id enroll``), synthesises a ward round in which they visit (with photos not used for
@@ -29,6 +29,7 @@ import shutil
 
 from face_id_ros.core.config import read_yaml
 from face_id_ros.core.errors import ConfigError, EnrolmentRejected, FaceIdError
+from face_id_ros.core.image_files import identity_folders, read_image
 import numpy as np
 
 SETTINGS = ('patients', 'enrol_photos', 'visits_per_patient', 'strangers', 'workers')
@@ -36,7 +37,7 @@ SETTINGS = ('patients', 'enrol_photos', 'visits_per_patient', 'strangers', 'work
 
 def load_recipe(path=None):
     """Read the benchmark recipe: its settings and its ``bag`` WardRecipe mapping."""
-    from face_id_ros.resources import package_share_file
+    from face_id_ros.core.resources import package_share_file
     path = path or package_share_file('config/ward_benchmark.yaml')
     recipe = read_yaml(path, 'ward benchmark recipe') or {}
     unknown = sorted(set(recipe) - set(SETTINGS) - {'bag'})
@@ -58,7 +59,6 @@ def enrol_patients(pipeline, gallery, people, settings, seed, progress=True):
     visits}, the set of enrolled people's names).
     """
     from tqdm import tqdm
-    from face_id_ros.cli import read_image
     from face_id_ros.core.quality import assess_photo
     random = np.random.default_rng([seed, 10])
     needed = settings['enrol_photos'] + settings['visits_per_patient']
@@ -96,30 +96,31 @@ def enrol_patients(pipeline, gallery, people, settings, seed, progress=True):
     return visit_photos, enrolled
 
 
-def run_ward_benchmark(args):
-    """Enrol, synthesise, replay at both paces; print and save the numbers."""
-    from face_id_ros.bag_eval import (CameraBag, evaluate_bag, fresh_output_bag,
-                                      print_report, write_outputs)
-    from face_id_ros.cli import identity_folders
-    from face_id_ros.cli import load_config
+def run_ward_benchmark(config, lfw, settings, bag_recipe, out='ward_benchmark', progress=True):
+    """
+    Enrol, synthesise, replay at both paces; print and save the numbers.
+
+    ``config`` is the pipeline's (its gallery is made in ``out``), ``lfw`` holds
+    images/<person>/, ``settings`` maps every name of SETTINGS to its value and
+    ``bag_recipe`` is the ward round's WardRecipe. Returns the summary written to
+    ``out``/report.json.
+    """
     from face_id_ros.core.gallery import Gallery
     from face_id_ros.core.pipeline import Pipeline
-    from face_id_ros.labels import save_labels
-    from face_id_ros.wardbag import make_ward_bag, plan_visits, recipe_from_args
-    recipe = load_recipe(args.recipe)
-    settings = {name: getattr(args, name) if getattr(args, name) is not None else recipe[name]
-                for name in SETTINGS}
-    bag_recipe = recipe_from_args(args, recipe.get('bag'))
-    out = Path(args.out)
+    from face_id_ros.evaluation.bag_eval import (CameraBag, evaluate_bag, fresh_output_bag,
+                                                 print_report, write_outputs)
+    from face_id_ros.evaluation.labels import save_labels
+    from face_id_ros.evaluation.wardbag import make_ward_bag, plan_visits
+    out = Path(out)
     bag_path, gallery_path = out / 'ward_round', out / 'gallery.db'
     _clear(out, bag_path, gallery_path)
-    config = load_config(args).replace(gallery={'path': str(gallery_path)})
+    config = config.replace(gallery={'path': str(gallery_path)})
     pipeline = Pipeline(config)
-    people = identity_folders(Path(args.lfw) / 'images')
+    people = identity_folders(Path(lfw) / 'images')
     with Gallery.from_config(config.gallery, pipeline.embedder.fingerprint,
                              pipeline.embedder.embedding_size) as gallery:
         visit_photos, enrolled = enrol_patients(pipeline, gallery, people, settings,
-                                                bag_recipe.seed, not args.quiet)
+                                                bag_recipe.seed, progress)
         pipeline.set_gallery(gallery.snapshot())
     random = np.random.default_rng([bag_recipe.seed, 11])
     others = sorted(set(people) - enrolled)
@@ -127,7 +128,7 @@ def run_ward_benchmark(args):
                  random.choice(others, min(settings['strangers'], len(others)), replace=False)}
     visits = plan_visits(visit_photos, strangers, settings['visits_per_patient'],
                          bag_recipe.seed)
-    intervals = make_ward_bag(bag_path, visits, bag_recipe, progress=not args.quiet)
+    intervals = make_ward_bag(bag_path, visits, bag_recipe, progress=progress)
     save_labels(out / 'ward_round.labels.yaml', intervals)
     print(f'ward round: {settings["patients"]} patients enrolled from '
           f'{settings["enrol_photos"]} photos each, {len(visits) - len(strangers)} patient '
@@ -138,14 +139,14 @@ def run_ward_benchmark(args):
     for pace in ('fast', 'recorded'):
         report, records = evaluate_bag(bag, intervals, pipeline, pace,
                                        fresh_output_bag(out / pace / 'patient_id'),
-                                       not args.quiet, settings['workers'])
+                                       progress, settings['workers'])
         write_outputs(out / pace, report, records, intervals)
         print_report(report)
         reports[pace] = report
     summary = {'settings': settings, 'bag': dataclasses.asdict(bag_recipe), **reports}
     (out / 'report.json').write_text(json.dumps(summary, indent=2))
     print(f'  reports, plots, labels, gallery and bags in {out}/')
-    return 0
+    return summary
 
 
 def _clear(out, bag_path, gallery_path):

@@ -12,7 +12,13 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""``face-id eval-pairs``, ``eval-openset`` and ``bench``: numbers people can reproduce."""
+"""
+LFW verification, open-set identification, calibration and latency: numbers to reproduce.
+
+The library behind ``face-id eval-pairs``, ``eval-openset``, ``calibrate-landmarks``,
+``calibrate-threshold`` and ``bench``: each takes a pipeline config (or a model) and plain
+values, prints its report and returns it.
+"""
 
 import json
 import os
@@ -24,74 +30,13 @@ import types
 
 from face_id_ros.core.alignment import centre_landmarks
 from face_id_ros.core.errors import FaceIdError
+from face_id_ros.core.image_files import identity_folders, image_files, read_image
+from face_id_ros.evaluation import metrics
 import numpy as np
 
 
 # Thresholds the open-set check sweeps: finer near 1, where fail-closed models operate.
 OPENSET_SWEEP = np.round(np.r_[np.arange(0.20, 0.95, 0.05), np.arange(0.95, 0.995, 0.01)], 2)
-
-
-def add_commands(commands, add_common_options):
-    """Register the evaluation and benchmark sub-commands."""
-    parser = commands.add_parser('eval-pairs', help='LFW View 2 verification (10 folds)')
-    parser.add_argument('--lfw', required=True, help='folder with pairs.txt and images/')
-    parser.add_argument('--flip-sum', action='store_true', help='embed mirrored faces too')
-    parser.add_argument('--out', default='eval_pairs', help='folder for the report and plots')
-    add_common_options(parser, gallery=False)
-    parser.set_defaults(handler=run_eval_pairs)
-
-    parser = commands.add_parser(
-        'eval-openset', help='open-set identification check on LFW people (enrolled/strangers)')
-    parser.add_argument('--lfw', required=True, help='folder with images/<person>/')
-    parser.add_argument('--patients', type=int, default=20)
-    parser.add_argument('--enrol-photos', type=int, default=3)
-    parser.add_argument('--min-photos', type=int, default=6)
-    parser.add_argument('--strangers', type=int, default=200)
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--out', default='eval_openset', help='folder for the report')
-    add_common_options(parser, gallery=False)
-    parser.set_defaults(handler=run_eval_openset)
-
-    parser = commands.add_parser(
-        'calibrate-landmarks',
-        help='where the detector puts its landmarks on faces already aligned to the template')
-    parser.add_argument('faces', help='folder of aligned face canvases (searched recursively)')
-    parser.add_argument('--margin', type=int, default=8,
-                        help='pixels between the canvas edge and the 112x112 ArcFace crop')
-    parser.add_argument('--limit', type=int, default=1500, help='use every n-th photo, at most')
-    add_common_options(parser, gallery=False)
-    parser.set_defaults(handler=run_calibrate_landmarks)
-
-    parser = commands.add_parser(
-        'calibrate-threshold',
-        help='cosine threshold at a target false-accept rate, from pairs of different people')
-    parser.add_argument('model', help='embedder ONNX')
-    parser.add_argument('faces', help='aligned face canvases in one sub-folder per person')
-    parser.add_argument('--count', type=int, default=4000, help='faces sampled, at most')
-    parser.add_argument('--far', type=float, default=1e-5, help='target pair false-accept rate')
-    parser.add_argument('--margin', type=int, default=8, help='canvas margin around the crop')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.set_defaults(handler=run_calibrate_threshold)
-
-    parser = commands.add_parser('bench', help='per-stage latency, frame rate and memory')
-    parser.add_argument('--size', default='640x480', help='frame size WIDTHxHEIGHT')
-    parser.add_argument('--faces', type=int, default=1, help='faces per frame')
-    parser.add_argument('--face-width', type=int, default=300,
-                        help='width in pixels of each pasted portrait (face ~40%% of it)')
-    parser.add_argument('--encoding', default='bgr8', choices=('bgr8', 'jpeg'),
-                        help='camera message encoding to decode')
-    parser.add_argument('--frames', type=int, default=300)
-    add_common_options(parser, gallery=False)
-    parser.set_defaults(handler=run_bench)
-
-
-def _pipeline(args, **overrides):
-    from face_id_ros.cli import load_config
-    from face_id_ros.core.pipeline import Pipeline
-    config = load_config(args)
-    if overrides:
-        config = config.replace(**overrides)
-    return Pipeline(config)
 
 
 def _provenance(pipeline):
@@ -110,7 +55,6 @@ def align_photos(pipeline, paths, description):
     detector finds none, the central square is used: a photo is never dropped.
     """
     from tqdm import tqdm
-    from face_id_ros.cli import read_image
     width, height = pipeline.embedder.input_size
     crops = np.zeros((len(paths), height, width, 3), np.uint8)
     fallbacks = 0
@@ -144,25 +88,23 @@ def embed_crops(embedder, crops, chunk=256):
 
 def lfw_photos(lfw):
     """Return (pairs, sorted unique photo paths) of LFW View 2 under the folder ``lfw``."""
-    from face_id_ros.core import evaluation
     lfw = Path(lfw)
-    pairs = evaluation.read_lfw_pairs(lfw / 'pairs.txt', lfw / 'images')
+    pairs = metrics.read_lfw_pairs(lfw / 'pairs.txt', lfw / 'images')
     return pairs, sorted({pair.path_a for pair in pairs} | {pair.path_b for pair in pairs})
 
 
 def lfw_verification(pairs, paths, embeddings):
     """Return (cosine scores, same flags, {metric: 10-fold result}) of embedded LFW photos."""
-    from face_id_ros.core import evaluation
     row = {path: index for index, path in enumerate(paths)}
     first = embeddings[[row[pair.path_a] for pair in pairs]]
     second = embeddings[[row[pair.path_b] for pair in pairs]]
-    cosine, euclidean = evaluation.pair_scores(first, second)
+    cosine, euclidean = metrics.pair_scores(first, second)
     same = np.array([pair.same for pair in pairs])
     folds = np.array([pair.fold for pair in pairs])
     results = {}
     for name, scores, higher in (('cosine', cosine, True), ('euclidean', euclidean, False)):
-        result = evaluation.kfold_verification(scores, same, folds, higher_is_better=higher)
-        tar, threshold = evaluation.tar_at_far(scores, same, 1e-3, higher_is_better=higher)
+        result = metrics.kfold_verification(scores, same, folds, higher_is_better=higher)
+        tar, threshold = metrics.tar_at_far(scores, same, 1e-3, higher_is_better=higher)
         result.update(tar_at_far_1e_3=tar, threshold_at_far_1e_3=threshold)
         results[name] = _jsonable(result)
     return cosine, same, results
@@ -176,20 +118,25 @@ def at_threshold(cosine, same, threshold):
             'impostor_accepted': int(impostor.sum()), 'impostor_pairs': int(len(impostor))}
 
 
-def run_eval_pairs(args):
-    """LFW View 2: threshold on 9 folds, score the 10th; cosine and Euclidean."""
-    from face_id_ros import plots
-    from face_id_ros.core import evaluation
-    pairs, paths = lfw_photos(args.lfw)
-    pipeline = _pipeline(args, embedder={'flip_sum': bool(args.flip_sum)})
+def eval_pairs(config, lfw, out='eval_pairs', flip_sum=False):
+    """
+    LFW View 2: threshold on 9 folds, score the 10th; cosine and Euclidean.
+
+    ``lfw`` holds pairs.txt and images/; ``out`` receives report.json, the ROC and the score
+    histogram. Prints the numbers and returns the report.
+    """
+    from face_id_ros.core.pipeline import Pipeline
+    from face_id_ros.evaluation import plots
+    pairs, paths = lfw_photos(lfw)
+    pipeline = Pipeline(config.replace(embedder={'flip_sum': bool(flip_sum)}))
     embeddings, fallbacks = embed_photos(pipeline, paths, 'embed LFW')
     cosine, same, results = lfw_verification(pairs, paths, embeddings)
-    report = {**_provenance(pipeline), 'flip_sum': bool(args.flip_sum), 'images': len(paths),
+    report = {**_provenance(pipeline), 'flip_sum': bool(flip_sum), 'images': len(paths),
               'centre_crop_fallbacks': fallbacks, 'pairs': len(pairs), **results,
               'at_model_threshold': at_threshold(cosine, same, pipeline.threshold)}
-    out = Path(args.out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    far, tar, _ = evaluation.roc_curve(cosine, same)
+    far, tar, _ = metrics.roc_curve(cosine, same)
     label = f'{report["model"]} + {report["detector"]}'
     plots.plot_roc({label: (far, tar)}, out / 'roc.png', 'LFW View 2 ROC (cosine)')
     plots.plot_score_histogram(cosine, same, report['cosine']['threshold_mean'],
@@ -197,7 +144,7 @@ def run_eval_pairs(args):
                                'cosine similarity')
     (out / 'report.json').write_text(json.dumps(report, indent=2))
     _print_pairs_report(report, out)
-    return 0
+    return report
 
 
 def _print_pairs_report(report, out):
@@ -219,69 +166,72 @@ def _print_pairs_report(report, out):
     print(f'  report, ROC and histogram in {out}/')
 
 
-def run_eval_openset(args):
+def eval_openset(config, lfw, out='eval_openset', patients=20, enrol_photos=3, min_photos=6,
+                 strangers=200, seed=0):
     """
     Enrol some LFW people, then identify their other photos and strangers' photos.
 
     Reports the rank-1 identification rate of enrolled people and the share of strangers'
     single photos accepted as some patient, at the configured threshold and margin, plus a
-    sweep of thresholds so an operating point can be chosen from numbers.
+    sweep of thresholds so an operating point can be chosen from numbers. ``patients``
+    people with at least ``min_photos`` photos are enrolled from ``enrol_photos`` each;
+    ``strangers`` others are probed. Prints the numbers and returns the report.
     """
-    from face_id_ros.cli import identity_folders
-    from face_id_ros.core import evaluation
     from face_id_ros.core.gallery import Gallery
     from face_id_ros.core.matching import match
-    people = identity_folders(Path(args.lfw) / 'images')
-    random = np.random.default_rng(args.seed)
-    eligible = [name for name, photos in people.items() if len(photos) >= args.min_photos]
-    if len(eligible) < args.patients:
-        raise FaceIdError(f'only {len(eligible)} people have {args.min_photos}+ photos')
-    patients = sorted(random.choice(eligible, args.patients, replace=False))
-    others = sorted(set(people) - set(patients))
-    strangers = sorted(random.choice(others, min(args.strangers, len(others)), replace=False))
-    pipeline = _pipeline(args)
-    patient_ids = {name: f'P-{index + 1:04d}' for index, name in enumerate(patients)}
+    from face_id_ros.core.pipeline import Pipeline
+    people = identity_folders(Path(lfw) / 'images')
+    random = np.random.default_rng(seed)
+    eligible = [name for name, photos in people.items() if len(photos) >= min_photos]
+    if len(eligible) < patients:
+        raise FaceIdError(f'only {len(eligible)} people have {min_photos}+ photos')
+    chosen = sorted(random.choice(eligible, patients, replace=False))
+    others = sorted(set(people) - set(chosen))
+    stranger_names = sorted(random.choice(others, min(strangers, len(others)),
+                                          replace=False))
+    pipeline = Pipeline(config)
+    patient_ids = {name: f'P-{index + 1:04d}' for index, name in enumerate(chosen)}
     enrol_paths, probe_paths, truths = [], [], []
-    for name in patients:
+    for name in chosen:
         photos = list(random.permutation(people[name]))
-        enrol_paths += photos[:args.enrol_photos]
-        probe_paths += photos[args.enrol_photos:]
-        truths += [patient_ids[name]] * (len(photos) - args.enrol_photos)
-    for name in strangers:
+        enrol_paths += photos[:enrol_photos]
+        probe_paths += photos[enrol_photos:]
+        truths += [patient_ids[name]] * (len(photos) - enrol_photos)
+    for name in stranger_names:
         probe_paths += people[name]
         truths += [None] * len(people[name])
     enrol, _ = embed_photos(pipeline, enrol_paths, 'enrol')
     probes, fallbacks = embed_photos(pipeline, probe_paths, 'probes')
-    out = Path(args.out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     gallery_path = out / 'gallery.db'
     if gallery_path.exists():
         gallery_path.unlink()
     with Gallery.open(gallery_path, pipeline.embedder.fingerprint,
                       pipeline.embedder.embedding_size) as gallery:
-        for index, name in enumerate(patients):
-            rows = slice(index * args.enrol_photos, (index + 1) * args.enrol_photos)
+        for index, name in enumerate(chosen):
+            rows = slice(index * enrol_photos, (index + 1) * enrol_photos)
             gallery.add_templates(patient_ids[name], enrol[rows], enrol_paths[rows],
-                                  [1.0] * args.enrol_photos)
+                                  [1.0] * enrol_photos)
         snapshot = gallery.snapshot()
     matches = match(probes, snapshot, pipeline.config.matcher, pipeline.threshold)
     decisions = [face.decision for face in matches]
     names = {patient_id: name for name, patient_id in patient_ids.items()}
     report = {**_provenance(pipeline),
               'threshold': pipeline.threshold, 'margin': pipeline.config.matcher.margin,
-              'patients': len(patients), 'strangers': len(strangers),
+              'patients': len(chosen), 'strangers': len(stranger_names),
               'centre_crop_fallbacks': fallbacks,
-              'at_default': evaluation.identification_report(truths, decisions),
+              'at_default': metrics.identification_report(truths, decisions),
               'false_accepts': _false_accepts(probe_paths, truths, matches, names),
               'sweep': []}
     for threshold in OPENSET_SWEEP:
         swept = [face.decision for face in
                  match(probes, snapshot, pipeline.config.matcher, float(threshold))]
         report['sweep'].append({'threshold': float(threshold),
-                                **evaluation.identification_report(truths, swept)})
+                                **metrics.identification_report(truths, swept)})
     (out / 'report.json').write_text(json.dumps(_jsonable(report), indent=2))
     _print_openset_report(report)
-    return 0
+    return report
 
 
 def _false_accepts(paths, truths, matches, names):
@@ -313,111 +263,114 @@ def _print_openset_report(report):
               f'({100 * row["stranger_acceptance_rate"]:.3f}%)')
 
 
-def run_calibrate_landmarks(args):
+def calibrate_landmarks(faces, backend='blazeface', yunet_model='', margin=8, limit=1500):
     """
     Print the median landmark positions, in ArcFace-112 pixels, over aligned training faces.
 
     The training faces were aligned by YuNet's 5 points; BlazeFace's 4 points land elsewhere
     on them (its nose point is lower), and these medians become its alignment template.
+    ``faces`` is a folder of aligned canvases whose 112x112 crop starts ``margin`` pixels in;
+    at most ``limit`` of them are used. Returns the medians, one (x, y) row per landmark.
     """
     import cv2
     from tqdm import tqdm
-    from face_id_ros.cli import image_files, read_image
     from face_id_ros.core.config import DetectorConfig
     from face_id_ros.core.detection import make_detector
     from face_id_ros.core.model_metadata import ARCFACE_TEMPLATE_112
-    paths = image_files([args.faces])
-    paths = paths[::max(1, len(paths) // args.limit)][:args.limit]
-    detector = make_detector(DetectorConfig(backend=args.detector or 'blazeface',
-                                            yunet_model=args.yunet_model or '',
+    paths = image_files([faces])
+    paths = paths[::max(1, len(paths) // limit)][:limit]
+    detector = make_detector(DetectorConfig(backend=backend, yunet_model=yunet_model,
                                             min_score=0.5, min_face_size=16))
     pad = 64  # context around the tight canvas, as a camera frame would have
     found = []
     for path in tqdm(paths, desc='detect', unit='face'):
         canvas = cv2.copyMakeBorder(read_image(path), pad, pad, pad, pad,
                                     cv2.BORDER_REPLICATE)
-        faces = detector.detect(canvas)
-        if faces:
-            found.append(faces[0].landmarks - pad - args.margin)
+        detected = detector.detect(canvas)
+        if detected:
+            found.append(detected[0].landmarks - pad - margin)
     if not found:
-        raise FaceIdError(f'no face found in {args.faces}')
+        raise FaceIdError(f'no face found in {faces}')
     median = np.median(np.array(found), axis=0)
     print(f'{len(found)} of {len(paths)} faces detected; median landmarks in ArcFace-112 '
           f'pixels (template for comparison: {np.round(ARCFACE_TEMPLATE_112, 2).tolist()}):')
     for x, y in median:
         print(f'    ({x:.2f}, {y:.2f}),')
-    return 0
+    return median
 
 
-def run_calibrate_threshold(args):
+def calibrate_threshold(model, faces, count=4000, far=1e-5, margin=8, seed=0):
     """
-    Print the cosine threshold that accepts ``--far`` of pairs of different people.
+    Print and return the cosine threshold that accepts ``far`` of pairs of different people.
 
     Every pair of faces from different sub-folders is an impostor pair. Use faces of one
     source, processed alike, that the model never trained on (e.g. the CelebA faces a run
     held out): pairs across datasets also differ in how their images were made, which a
     student net can encode, and then the threshold comes out far too low. Evaluation sets
-    are not used, so the threshold is not tuned on the data it is judged on.
+    are not used, so the threshold is not tuned on the data it is judged on. ``faces`` holds
+    aligned canvases in one sub-folder per person (crop ``margin`` pixels in); at most
+    ``count`` of them are sampled with ``seed``.
     """
     from tqdm import tqdm
-    from face_id_ros.cli import identity_folders, read_image
     from face_id_ros.core.embedding import OnnxEmbedder
-    embedder = OnnxEmbedder(args.model)
-    people = identity_folders(args.faces)
+    embedder = OnnxEmbedder(model)
+    people = identity_folders(faces)
     if len(people) < 2:
-        raise FaceIdError(f'{args.faces} holds {len(people)} person: impostor pairs need two')
-    faces = [(person, path) for person, paths in people.items() for path in paths]
-    random = np.random.default_rng(args.seed)
-    chosen = sorted(random.choice(len(faces), min(args.count, len(faces)), replace=False))
+        raise FaceIdError(f'{faces} holds {len(people)} person: impostor pairs need two')
+    photos = [(person, path) for person, paths in people.items() for path in paths]
+    random = np.random.default_rng(seed)
+    chosen = sorted(random.choice(len(photos), min(count, len(photos)), replace=False))
     width, height = embedder.input_size
     rows = []
     for index in tqdm(chosen, desc='embed', unit='face'):
-        canvas = read_image(faces[index][1])
-        crop = canvas[args.margin:args.margin + height, args.margin:args.margin + width]
+        canvas = read_image(photos[index][1])
+        crop = canvas[margin:margin + height, margin:margin + width]
         rows.append(embedder.embed(crop[None])[0])
     embeddings = np.array(rows)
-    owners = np.unique([faces[index][0] for index in chosen], return_inverse=True)[1]
+    owners = np.unique([photos[index][0] for index in chosen], return_inverse=True)[1]
     different = np.triu(owners[:, None] != owners[None, :], 1)
     scores = (embeddings @ embeddings.T)[different]
-    empirical = float(np.quantile(scores, 1.0 - args.far))
+    empirical = float(np.quantile(scores, 1.0 - far))
     # A normal tail fitted to the impostor scores; the measured tails were lighter, so where
     # too few pairs resolve the FAR this errs towards `unknown`.
-    normal_tail = float(scores.mean() + NormalDist().inv_cdf(1.0 - args.far) * scores.std())
-    resolved = scores.size * args.far >= 10
+    normal_tail = float(scores.mean() + NormalDist().inv_cdf(1.0 - far) * scores.std())
+    resolved = scores.size * far >= 10
     threshold = empirical if resolved else max(empirical, normal_tail)
     print(f'{len(chosen)} faces of {owners.max() + 1} people, {scores.size} impostor pairs: '
           f'cosine mean {scores.mean():.4f}, std {scores.std():.4f}, max {scores.max():.4f}')
-    print(f'  at FAR {args.far:g}: measured quantile {empirical:.4f}, normal tail '
+    print(f'  at FAR {far:g}: measured quantile {empirical:.4f}, normal tail '
           f'{normal_tail:.4f}')
     if not resolved:
-        print(f'  {scores.size} pairs are too few to measure a FAR of {args.far:g} (fewer than '
+        print(f'  {scores.size} pairs are too few to measure a FAR of {far:g} (fewer than '
               '10 expected false accepts): using the higher of the two')
-    print(f'threshold at FAR {args.far:g}: {threshold:.4f}')
+    print(f'threshold at FAR {far:g}: {threshold:.4f}')
     if threshold >= 1.0:
         print('  no cosine reaches it: with this threshold the model names nobody. Calibrate '
               'on more people, or this model cannot be trusted at this FAR')
-    return 0
+    return threshold
 
 
-def run_bench(args):
-    """Time every stage on synthetic frames of the sample portrait; print median and p95."""
+def bench(config, size=(640, 480), faces=1, face_width=300, encoding='bgr8', frames=300):
+    """
+    Time every stage on synthetic frames of the sample portrait; print median and p95.
+
+    Each frame is ``size`` (width, height) with ``faces`` portraits ``face_width`` pixels
+    wide, encoded as a camera message would be (``bgr8`` or ``jpeg``) and decoded again;
+    ``frames`` are timed after 10 warm-up frames. Returns {stage: milliseconds per frame}.
+    """
     from tqdm import tqdm
     from face_id_ros.core.image_codec import decode_any, encode_compressed, encode_image
-    from face_id_ros.samples import compose_frame, grid_centres, sample_portrait
-    try:
-        size = tuple(int(side) for side in args.size.lower().split('x'))
-    except ValueError:
-        raise FaceIdError(f'--size {args.size!r} is not WIDTHxHEIGHT')
-    pipeline = _pipeline(args)
-    frame = compose_frame(sample_portrait(), size, grid_centres(size, args.faces),
-                          args.face_width)
-    fields = encode_image(frame) if args.encoding == 'bgr8' else encode_compressed(frame)
+    from face_id_ros.core.pipeline import Pipeline
+    from face_id_ros.evaluation.samples import compose_frame, grid_centres, sample_portrait
+    pipeline = Pipeline(config)
+    frame = compose_frame(sample_portrait(), size, grid_centres(size, faces), face_width)
+    fields = encode_image(frame) if encoding == 'bgr8' else encode_compressed(frame)
     message = types.SimpleNamespace(**fields)
     found = len(pipeline.describe(decode_any(message)).faces)
-    if found != args.faces:
-        print(f'warning: the detector finds {found} of {args.faces} faces in the bench frame')
+    if found != faces:
+        print(f'warning: the detector finds {found} of {faces} faces in the bench frame')
     timings = {stage: [] for stage in ('decode', 'detect', 'align', 'embed', 'match', 'total')}
-    for index in tqdm(range(args.frames + 10), desc='bench', unit='frame'):
+    for index in tqdm(range(frames + 10), desc='bench', unit='frame'):
         started = time.perf_counter()
         image = decode_any(message)
         decoded = time.perf_counter()
@@ -428,16 +381,16 @@ def run_bench(args):
             for stage, value in result.timings_ms.items():
                 timings[stage].append(value)
             timings['total'].append(total)
-    _print_bench(args, pipeline, size, found, timings)
-    return 0
+    _print_bench(pipeline, size, encoding, found, timings)
+    return timings
 
 
-def _print_bench(args, pipeline, size, found, timings):
+def _print_bench(pipeline, size, encoding, found, timings):
     metadata = pipeline.embedder.metadata
-    print(f'bench: {size[0]}x{size[1]} {args.encoding}, {found} face(s), '
+    print(f'bench: {size[0]}x{size[1]} {encoding}, {found} face(s), '
           f'{pipeline.config.embedder.threads} thread(s), detector '
           f'{pipeline.config.detector.backend}/{pipeline.config.detector.blazeface_range}, '
-          f'model {metadata.name} {metadata.version}, {args.frames} frames')
+          f'model {metadata.name} {metadata.version}, {len(timings["total"])} frames')
     print('  stage     median ms   p95 ms')
     for stage, values in timings.items():
         print(f'  {stage:8s} {np.median(values):10.3f} {np.percentile(values, 95):8.3f}')

@@ -45,7 +45,7 @@ def _share_directories():
     ament_share = _ament_share_directory()
     if ament_share is not None:
         directories.append(ament_share)
-    checkout = Path(__file__).resolve().parents[1]
+    checkout = Path(__file__).resolve().parents[2]
     # The ament resource marker tells a source checkout from an unrelated site-packages.
     if (checkout / 'resource' / PACKAGE_NAME).is_file():
         directories.append(checkout)
