@@ -30,7 +30,7 @@ import yaml
 torch = pytest.importorskip('torch')
 
 # The training side needs torch, so it is imported only once torch is known to be there.
-from face_id_ros.training import ablation, backbones, data, losses  # noqa: E402, I100
+from face_id_ros.training import ablation, backbones, data, losses, prepare  # noqa: E402, I100
 from face_id_ros.training.export import random_init_model  # noqa: E402
 from face_id_ros.training.recipes import load_recipe  # noqa: E402
 from face_id_ros.training.train import Trainer  # noqa: E402
@@ -469,7 +469,7 @@ def test_held_out_export_follows_the_recipe_and_its_base(face_pack, tmp_path):
     child = tmp_path / 'child.yaml'
     child.write_text(f'base: {SMOKE_RECIPE}\ndata:\n  pack: {face_pack}\n  val_fraction: 0.5\n'
                      'train:\n  seed: 3\n')
-    data.main(['--recipe', str(child), '--export-held-out', str(tmp_path / 'held_out')])
+    prepare.main(['--recipe', str(child), '--export-held-out', str(tmp_path / 'held_out')])
     expected = data.held_out_indices(9, seed=3, fraction=0.5)
     written = sorted(int(path.stem) for path in (tmp_path / 'held_out').rglob('*.png'))
     assert written == list(expected) and len(written) == 4

@@ -23,21 +23,19 @@ source files). The faces are expected aligned like the shared train sets: the Ar
 teacher's flip-sum embeddings of the centre crops in ``<pack>.teacher.npy``. ``Augmenter``
 turns a batch of packed faces into network input.
 
-``python -m face_id_ros.training.data --recipe config/training/X.yaml`` does both steps for
-the recipe's ``data`` section (relative paths are relative to the working directory).
+``python -m face_id_ros.training.prepare --recipe config/training/X.yaml`` does both steps
+for the recipe's ``data`` section (relative paths are relative to the working directory).
 """
 
-import argparse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 import json
 import os
 from pathlib import Path
-import time
 
 import cv2
 from face_id_ros.core.config import build_stage, setting
-from face_id_ros.core.errors import ConfigError, FaceIdError, ImageDecodeError
+from face_id_ros.core.errors import ConfigError, ImageDecodeError
 import numpy as np
 import onnxruntime
 import torch
@@ -166,7 +164,7 @@ def load_pack(path):
         images = np.load(f'{path}.images.npy', mmap_mode='r')
     except OSError as error:
         raise ConfigError(f'cannot open face pack {path}: {error}; run '
-                          f'python -m face_id_ros.training.data first')
+                          f'python -m face_id_ros.training.prepare first')
     labels = np.asarray(description['labels'], np.int64)
     if len(labels) != len(images):
         raise ConfigError(f'face pack {path}: {len(images)} images but {len(labels)} labels')
@@ -417,11 +415,6 @@ def _write_atomic(path, payload):
     os.replace(f'{path}.tmp', path)
 
 
-def _file_size(path):
-    """Return a file's size in MB."""
-    return os.path.getsize(path) / 1e6
-
-
 def held_out_indices(count, seed, fraction):
     """Return the sorted indices of the faces that a run with ``seed`` keeps out of training."""
     order = np.random.default_rng(seed).permutation(count)
@@ -449,52 +442,3 @@ def export_held_out(pack_path, indices, out_dir):
             raise ConfigError(f'cannot write {folder}')
         counts[kind] += 1
     return counts
-
-
-def prepare(config, force=False, threads=2):
-    """
-    Pack the faces and cache the teacher targets of ``config``, skipping done steps.
-
-    A new pack always gets new teacher targets, so the two never disagree.
-    """
-    repack = force or not os.path.exists(f'{config.pack}.json')
-    if repack:
-        started = time.monotonic()
-        count = pack_faces(config.folders, config.pack, workers=threads)
-        print(f'packed {count} faces in {time.monotonic() - started:.0f} s: '
-              f'{config.pack}.images.npy {_file_size(config.pack + ".images.npy"):.0f} MB, '
-              f'{config.pack}.json {_file_size(config.pack + ".json"):.1f} MB')
-    if config.teacher and (repack or not os.path.exists(config.teacher_targets)):
-        started = time.monotonic()
-        targets = teacher_targets(config.pack, config.teacher, config.teacher_targets,
-                                  config.teacher_mean, config.teacher_std,
-                                  threads=threads)
-        print(f'teacher targets {targets.shape} in {time.monotonic() - started:.0f} s: '
-              f'{config.teacher_targets} {_file_size(config.teacher_targets):.1f} MB')
-
-
-def main(argv=None):
-    """Pack a recipe's face folders and cache its teacher's embeddings (skip done steps)."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument('--recipe', default='config/training/distill_arcfacew.yaml')
-    parser.add_argument('--force', action='store_true', help='redo steps already done')
-    parser.add_argument('--threads', type=int, default=2, help='decoder and teacher threads')
-    parser.add_argument('--export-held-out', metavar='DIR',
-                        help='also write the faces the recipe holds out of training to DIR')
-    args = parser.parse_args(argv)
-    from face_id_ros.training.recipes import load_recipe  # recipes imports this module
-    try:
-        recipe = load_recipe(args.recipe)  # follows its base recipes, as training does
-        config = recipe.data
-        prepare(config, args.force, args.threads)
-        if args.export_held_out:
-            count = len(load_pack(config.pack).labels)
-            written = export_held_out(config.pack, held_out_indices(
-                count, recipe.train.seed, config.val_fraction), args.export_held_out)
-            print(f'held-out faces in {args.export_held_out}: {written}')
-    except (FaceIdError, OSError) as error:
-        raise SystemExit(f'error: {error}')
-
-
-if __name__ == '__main__':
-    main()

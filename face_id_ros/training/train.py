@@ -338,11 +338,11 @@ def _load_targets(path, count):
     """Open cached teacher embeddings and check they match the pack."""
     if not os.path.exists(path):
         raise ConfigError(f'teacher targets {path} are missing: run python -m '
-                          f'face_id_ros.training.data, or set loss.distill_weight: 0')
+                          f'face_id_ros.training.prepare, or set loss.distill_weight: 0')
     targets = np.load(path, mmap_mode='r')
     if len(targets) != count:
         raise ConfigError(f'{path} has {len(targets)} rows but the pack has {count} faces: '
-                          f'recompute with python -m face_id_ros.training.data --force')
+                          f'recompute with python -m face_id_ros.training.prepare --force')
     return np.asarray(targets, np.float32)
 
 
