@@ -186,3 +186,17 @@ def test_a_smaller_input_sees_the_whole_crop_scaled_and_the_runtime_aligns_to_it
     difference = (scaled - data.to_network_input(torch.from_numpy(crop_96[None]))).abs()
     assert float(difference.mean()) < 0.08
     assert small.describe(portrait).embeddings.shape == (1, 32)
+    # Calibration crops the training canvases as training does: 112 px, then scaled.
+    import cv2 as opencv
+    from face_id_ros.evaluation.benchmarks import calibrate_threshold
+    for person, face in (('a', crop_112), ('b', crop_112[:, ::-1])):
+        (tmp_path / 'people' / person).mkdir(parents=True)
+        canvas = opencv.copyMakeBorder(np.ascontiguousarray(face), 8, 8, 8, 8,
+                                       opencv.BORDER_REPLICATE)
+        assert opencv.imwrite(str(tmp_path / 'people' / person / 'face.png'), canvas)
+    mirrored = np.ascontiguousarray(crop_112[:, ::-1])
+    expected = small.embedder.embed(np.stack([
+        opencv.resize(face, (96, 96), interpolation=opencv.INTER_AREA)
+        for face in (crop_112, mirrored)]))
+    threshold = calibrate_threshold(str(path), tmp_path / 'people', far=0.5)
+    assert threshold == pytest.approx(float(expected[0] @ expected[1]), abs=1e-4)

@@ -28,11 +28,15 @@ from statistics import NormalDist
 import time
 import types
 
+import cv2
 from face_id_ros.core.alignment import centre_landmarks
 from face_id_ros.core.errors import FaceIdError
 from face_id_ros.core.image_files import identity_folders, image_files, read_image
 from face_id_ros.evaluation import metrics
 import numpy as np
+
+# The ArcFace crop inside the aligned canvases.
+CROP_SIDE = 112
 
 
 # Thresholds the open-set check sweeps: finer near 1, where fail-closed models operate.
@@ -272,7 +276,6 @@ def calibrate_landmarks(faces, backend='blazeface', yunet_model='', margin=8, li
     ``faces`` is a folder of aligned canvases whose 112x112 crop starts ``margin`` pixels in;
     at most ``limit`` of them are used. Returns the medians, one (x, y) row per landmark.
     """
-    import cv2
     from tqdm import tqdm
     from face_id_ros.core.config import DetectorConfig
     from face_id_ros.core.detection import make_detector
@@ -324,7 +327,9 @@ def calibrate_threshold(model, faces, count=4000, far=1e-5, margin=8, seed=0):
     rows = []
     for index in tqdm(chosen, desc='embed', unit='face'):
         canvas = read_image(photos[index][1])
-        crop = canvas[margin:margin + height, margin:margin + width]
+        crop = canvas[margin:margin + CROP_SIDE, margin:margin + CROP_SIDE]
+        if (width, height) != (CROP_SIDE, CROP_SIDE):  # a smaller net sees the crop scaled
+            crop = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
         rows.append(embedder.embed(crop[None])[0])
     embeddings = np.array(rows)
     owners = np.unique([photos[index][0] for index in chosen], return_inverse=True)[1]
