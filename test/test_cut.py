@@ -200,3 +200,17 @@ def test_a_smaller_input_sees_the_whole_crop_scaled_and_the_runtime_aligns_to_it
         for face in (crop_112, mirrored)]))
     threshold = calibrate_threshold(str(path), tmp_path / 'people', far=0.5)
     assert threshold == pytest.approx(float(expected[0] @ expected[1]), abs=1e-4)
+
+
+def test_a_cut_net_goes_to_onnx_and_back(tmp_path):
+    from face_id_ros.training.export import (
+        backbone_from_onnx, build_metadata, export_onnx, ExportConfig)
+    config = backbones.BackboneConfig.from_dict({
+        **FULL, 'depth': [2, 1, 3, 1, 1], 'channels': [16, 16, 16, 32, 32, 48, 48, 128],
+        'expanded': [32, 24, 48, 48, 48, 48, 96, 96]})
+    student = cut.Cutter(random_source(), config, inputs(48, 6)).run()
+    path = tmp_path / 'cut.onnx'
+    export_onnx(student, build_metadata(student, ExportConfig()), path)
+    rebuilt, _ = backbone_from_onnx(path, inputs(32, 7))
+    assert rebuilt.config == config
+    assert cut.cosine_to(rebuilt, student, inputs(8, 8)) > 0.9999

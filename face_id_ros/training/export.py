@@ -87,7 +87,8 @@ def build_metadata(backbone, export_config, extra=None):
     config = backbone.config
     macs, parameters = count_macs(backbone, (config.input_size,) * 2)
     details = {'arch': config.arch, 'head': config.head, 'width_mult': config.width_mult,
-               'expansion_keep': config.expansion_keep,
+               'expansion_keep': config.expansion_keep, 'depth': list(config.depth),
+               'channels': list(config.channels), 'expanded': list(config.expanded),
                'eca': config.eca, 'eca_hswish': config.eca_hswish, 'macs': macs,
                'parameters': parameters, 'l2_normalised_output': True}
     details.update(extra or {})
@@ -195,7 +196,9 @@ def backbone_from_onnx(path, calibration_inputs):
         embedding_size=metadata.embedding_size, input_size=metadata.input_size[0],
         activation='prelu' if 'PRelu' in operators else 'relu6',
         # Files exported before pruning was recorded keep every channel.
-        expansion_keep=extra.get('expansion_keep', 1.0))
+        expansion_keep=extra.get('expansion_keep', 1.0),
+        depth=tuple(extra.get('depth', ())), channels=tuple(extra.get('channels', ())),
+        expanded=tuple(extra.get('expanded', ())))
     backbone = Backbone(config)
     _load_folded_weights(backbone, graph, path)
     recalibrate_batch_norms(backbone, calibration_inputs)
@@ -205,6 +208,9 @@ def backbone_from_onnx(path, calibration_inputs):
 def _load_folded_weights(backbone, graph, path):
     """Copy the file's convs (in graph order), PReLU slopes, linear and last batch norm."""
     weights = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.graph.initializer}
+    for node in graph.graph.node:  # the exporter shares equal tensors through Identity nodes
+        if node.op_type == 'Identity' and node.input[0] in weights:
+            weights[node.output[0]] = weights[node.input[0]]
     nodes = {kind: [node for node in graph.graph.node if node.op_type == kind]
              for kind in ('Conv', 'PRelu', 'MatMul', 'BatchNormalization')}
     convs = [module for module in backbone.modules() if isinstance(module, (nn.Conv1d,
