@@ -15,6 +15,7 @@
 """Tests of the training side: backbones, losses, packing, a smoke run, resume and export."""
 
 import csv
+import dataclasses
 import math
 from pathlib import Path
 
@@ -473,3 +474,30 @@ def test_held_out_export_follows_the_recipe_and_its_base(face_pack, tmp_path):
     expected = data.held_out_indices(9, seed=3, fraction=0.5)
     written = sorted(int(path.stem) for path in (tmp_path / 'held_out').rglob('*.png'))
     assert written == list(expected) and len(written) == 4
+
+
+def test_a_cut_from_a_recipe_starts_a_run_and_exports(face_pack, tmp_path):
+    from face_id_ros.training import cut
+    from face_id_ros.training.export import export_checkpoint
+    full = {'model.arch': 'mobilefacenet', 'model.activation': 'relu6', 'model.input_size': 64,
+            'model.width_mult': 1.0, 'model.embedding_size': 32}
+    source = backbones.Backbone(load_recipe(SMOKE_RECIPE, [
+        f'{key}={value}' for key, value in full.items()]).model)
+    backbones.recalibrate_batch_norms(source, torch.rand(16, 3, 64, 64) * 2 - 1)
+    torch.save({'backbone': dataclasses.asdict(source.config), 'model': source.state_dict()},
+               tmp_path / 'source.pt')
+    pruned = [f'{key}={value}' for key, value in full.items()] + [
+        f'data.pack={face_pack}', 'model.depth=[2, 1, 2, 1, 1]',
+        'model.channels=[16, 16, 16, 32, 32, 48, 48, 128]',
+        'model.expanded=[32, 24, 48, 48, 48, 96, 96]']
+    report = cut.cut_from_recipe(load_recipe(SMOKE_RECIPE, pruned), tmp_path / 'source.pt',
+                                 tmp_path / 'cut.pt', faces=4)
+    assert report['macs'] < 0.3 * report['source_macs']
+    assert report['recalibrated_cosine'] == pytest.approx(report['cut_cosine'], abs=1e-4)
+    metadata, difference = export_checkpoint(tmp_path / 'cut.pt', tmp_path / 'cut.onnx')
+    assert metadata.extra['depth'] == [2, 1, 2, 1, 1] and difference < 1e-4
+    trainer = Trainer(load_recipe(SMOKE_RECIPE, pruned + [
+        'train.epochs=1', f'train.init_from={tmp_path / "cut.pt"}']), tmp_path / 'run')
+    assert torch.equal(trainer.model.head.linear.weight, torch.load(
+        tmp_path / 'cut.pt', weights_only=True)['model']['head.linear.weight'])
+    trainer.run()

@@ -34,7 +34,7 @@ or any checkpoint or ONNX export of this project of the same table. The steps:
 4. Re-estimate every batch norm's statistics on training faces without changing what the
    net computes, so training and evaluation modes agree from the first step.
 
-The output is a checkpoint that ``train.init_from`` takes.
+The output is a checkpoint that ``train.init_from`` and ``training.export`` take.
 """
 
 import argparse
@@ -415,6 +415,7 @@ def cut_from_recipe(recipe, source_path, out_path, faces=FIT_FACES):
     report['source_macs'] = count_macs(source, (size, size))[0]
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     torch.save({'backbone': asdict(recipe.model), 'model': student.state_dict(), 'step': 0,
+                'export': asdict(recipe.export), 'pack': recipe.data.pack,
                 'source': str(source_path), 'report': report}, out_path)
     return report
 
