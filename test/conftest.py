@@ -12,31 +12,18 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Shared pytest fixtures, and the test modules left out where what they import is missing."""
+"""Shared pytest fixtures."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
-# Test modules that skip at import time when a module they need is absent. Where ROS 2 is,
-# launch_testing's pytest plugin imports every test module while collecting and lets such a
-# skip escape, which drops the whole test folder (colcon test: 0 tests, exit 0); so, where
-# the module is absent, these are left out of collection instead, and the header says so.
-# Every other module must import without skipping (test_test_suite.py checks).
-SKIP_AT_IMPORT_WITHOUT = {'test_training.py': 'torch'}
-collect_ignore = [name for name, needed in SKIP_AT_IMPORT_WITHOUT.items()
-                  if importlib.util.find_spec(needed) is None]
-
-
-def pytest_report_header(config):
-    """Say which test modules were left out because what they import is missing."""
-    if collect_ignore:
-        return [f'not collected: {name} (no {SKIP_AT_IMPORT_WITHOUT[name]} here)'
-                for name in collect_ignore]
-    return []
+# No test module may skip at import time: where ROS 2 is, launch_testing's pytest plugin
+# imports every test module while collecting and lets such a skip escape, which drops the
+# whole test folder (colcon test: 0 tests, exit 0). Skip inside the tests, with a marker
+# (test_test_suite.py checks).
 
 
 @pytest.fixture

@@ -28,13 +28,19 @@ import onnxruntime
 import pytest
 import yaml
 
-torch = pytest.importorskip('torch')
+try:
+    import torch
+except ImportError:  # the training extra is not installed: every test here skips
+    torch = None
+else:
+    from face_id_ros.training import ablation, backbones, data, losses, prepare
+    from face_id_ros.training.export import random_init_model
+    from face_id_ros.training.recipes import load_recipe
+    from face_id_ros.training.train import Trainer
 
-# The training side needs torch, so it is imported only once torch is known to be there.
-from face_id_ros.training import ablation, backbones, data, losses, prepare  # noqa: E402, I100
-from face_id_ros.training.export import random_init_model  # noqa: E402
-from face_id_ros.training.recipes import load_recipe  # noqa: E402
-from face_id_ros.training.train import Trainer  # noqa: E402
+# Not pytest.importorskip: launch_testing's pytest plugin imports every test module while
+# collecting and lets a skip escape, which drops the whole test folder (0 tests, exit 0).
+pytestmark = pytest.mark.skipif(torch is None, reason='needs torch (the training extra)')
 
 SMOKE_RECIPE = Path(__file__).resolve().parents[1] / 'config' / 'training' / 'smoke.yaml'
 
