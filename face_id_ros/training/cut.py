@@ -117,10 +117,8 @@ def _teacher_block_name(name):
         return name
     index, layer = int(parts[1]) + 3, parts[3]
     rest = '.'.join(parts[4:])
-    if layer == '2':
-        rest, layer = f'0.{rest}', '2'
-    elif layer == '3':
-        rest, layer = f'1.{rest}', '2'
+    if layer in ('2', '3'):  # the projection's conv and batch norm: our ConvBNAct's 0 and 1
+        rest, layer = f'{int(layer) - 2}.{rest}', '2'
     return f'features.{index}.conv.{layer}.{rest}'
 
 
@@ -357,7 +355,7 @@ class Cutter:
     def _cut_head(self, student_x, source_x, channels):
         """Copy the chosen GDConv channels and refit the linear embedding."""
         source_head, target_head = self.source.head, self.student.head
-        if hasattr(source_head.pool, '__getitem__'):
+        if self.source.config.head == 'gdconv':
             _copy_conv(target_head.pool, source_head.pool, channels)
         pooled = torch.flatten(target_head.pool(student_x), 1)
         goal = source_head.linear(torch.flatten(source_head.pool(source_x), 1))
@@ -380,7 +378,7 @@ def _stream_energy(energy, blocks):
 def _head_weight(source):
     """How much each last-conv channel reaches the embedding (GDConv and linear weights)."""
     linear = source.head.linear.weight.pow(2).sum(0)
-    if hasattr(source.head.pool, '__getitem__'):
+    if source.config.head == 'gdconv':
         return linear * source.head.pool[0].weight.pow(2).flatten(1).sum(1)
     return linear
 
