@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""``face-id eval-pairs``, ``eval-openset``, ``calibrate-*``, ``bench``: numbers to reproduce."""
+"""``face-id eval-pairs``, ``eval-openset``, ``calibrate-*``, ``bench``, ``soak``: numbers."""
 
 from face_id_ros.cli.options import add_common_options, load_config
 from face_id_ros.core.errors import FaceIdError
@@ -72,6 +72,31 @@ def add_commands(commands):
     add_common_options(parser, gallery=False)
     parser.set_defaults(handler=run_bench)
 
+    parser = commands.add_parser(
+        'soak', help='hours of paced frames with 0-N faces and gallery reloads: memory, '
+                     'latency p50/p99, CSV and plot')
+    parser.add_argument('--mode', default='pipeline', choices=('pipeline', 'node'),
+                        help="pipeline: Pipeline.process; node: the node's worker path "
+                             '(newest-frame slot, decode, pipeline, /patient_id message)')
+    parser.add_argument('--minutes', type=float, default=60.0)
+    parser.add_argument('--fps', type=float, default=30.0, help='camera frame rate')
+    parser.add_argument('--max-faces', type=int, default=5,
+                        help='scenes cycle through 0, 1, ... this many faces')
+    parser.add_argument('--size', default='640x480', help='frame size WIDTHxHEIGHT')
+    parser.add_argument('--tile-side', type=int, default=200,
+                        help='pixels of each face tile (the face is ~55%% of it)')
+    parser.add_argument('--photos', help='identity folders (e.g. LFW images/) to take one '
+                                         'photo per person from; default: the sample portrait')
+    parser.add_argument('--people', type=int, default=8,
+                        help='people taken from --photos (one of them is the visitor)')
+    parser.add_argument('--reload-every-s', type=float, default=10.0,
+                        help='seconds between gallery writes (each asks for a reload)')
+    parser.add_argument('--warmup-minutes', type=float, default=1.0,
+                        help='memory growth is measured from the end of the warm-up')
+    parser.add_argument('--out', default='.cache/soak', help='folder for CSVs, plot, summary')
+    add_common_options(parser, gallery=False)
+    parser.set_defaults(handler=run_soak)
+
 
 def run_eval_pairs(args):
     """LFW View 2: threshold on 9 folds, score the 10th; cosine and Euclidean."""
@@ -100,12 +125,28 @@ def run_calibrate_threshold(args):
     return 0
 
 
+def parse_size(text):
+    """Return ``WIDTHxHEIGHT`` as (width, height); raise FaceIdError otherwise."""
+    try:
+        width, height = (int(side) for side in text.lower().split('x'))
+    except ValueError:
+        raise FaceIdError(f'--size {text!r} is not WIDTHxHEIGHT')
+    return width, height
+
+
+def run_soak(args):
+    """Soak the pipeline or the node's worker path; print the memory and latency checks."""
+    from face_id_ros.evaluation.soak import people_photos, soak, SoakSettings
+    settings = SoakSettings(args.minutes, args.fps, args.max_faces, parse_size(args.size),
+                            args.tile_side, args.reload_every_s, args.warmup_minutes,
+                            args.mode)
+    photos = people_photos(args.photos, args.people) if args.photos else None
+    summary = soak(load_config(args), settings, args.out, photos)
+    return 0 if summary.get('rss_goal_met', True) and summary.get('p99_goal_met', True) else 1
+
+
 def run_bench(args):
     """Time every stage on synthetic frames of the sample portrait; print median and p95."""
-    try:
-        size = tuple(int(side) for side in args.size.lower().split('x'))
-    except ValueError:
-        raise FaceIdError(f'--size {args.size!r} is not WIDTHxHEIGHT')
-    benchmarks.bench(load_config(args), size, args.faces, args.face_width, args.encoding,
-                     args.frames)
+    benchmarks.bench(load_config(args), parse_size(args.size), args.faces, args.face_width,
+                     args.encoding, args.frames)
     return 0

@@ -28,6 +28,7 @@ FIGURE_SIZE_INCHES = (7.0, 5.0)
 DPI = 100
 MARKED_FAR = 1e-3
 TIMELINE_SIZE_INCHES = (14.0, 4.0)
+SOAK_SIZE_INCHES = (9.0, 6.0)
 SUBJECT_COLOURS = {'nobody': 'whitesmoke', 'stranger': 'tab:orange', 'patient': 'tab:blue'}
 DECISION_COLOURS = {'correct': 'tab:green', 'wrong': 'tab:red', 'unknown': 'tab:gray',
                     'pending': 'gold'}
@@ -130,6 +131,25 @@ def plot_latency_histogram(latencies_ms, path, title):
     axes.set_ylabel('frames')
     axes.set_title(title)
     axes.legend()
+    return _save(figure, path)
+
+
+def plot_soak(rss_minutes, rss_mib, minutes, p50_ms, p99_ms, path, title):
+    """Draw resident memory (per sample) over per-minute latency p50 and p99 of a soak."""
+    figure = Figure(figsize=SOAK_SIZE_INCHES, dpi=DPI, layout='tight')
+    FigureCanvasAgg(figure)
+    memory, latency = figure.subplots(2, 1, sharex=True)
+    memory.plot(rss_minutes, rss_mib, color='tab:blue', linewidth=1)
+    memory.set_ylabel('resident memory (MiB)')
+    memory.set_title(title)
+    memory.grid(True, alpha=0.3)
+    latency.plot(minutes, p50_ms, 'o-', markersize=3, label='p50 per minute')
+    latency.plot(minutes, p99_ms, 's-', markersize=3, label='p99 per minute')
+    latency.set_ylim(bottom=0.0)
+    latency.set_xlabel('minutes since the start')
+    latency.set_ylabel('latency (ms per frame)')
+    latency.grid(True, alpha=0.3)
+    latency.legend()
     return _save(figure, path)
 
 

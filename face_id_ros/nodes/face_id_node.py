@@ -24,20 +24,17 @@ ones instead of queueing them and the executor is never blocked.
 """
 
 import array
-import os
 import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from face_id_ros.core.annotate import draw_results
-from face_id_ros.core.errors import ConfigError, FaceIdError, GalleryError
-from face_id_ros.core.gallery import Gallery
-from face_id_ros.core.image_codec import decode_any, encode_image
+from face_id_ros.core.errors import ConfigError, FaceIdError
+from face_id_ros.core.frame_worker import FrameWorker
+from face_id_ros.core.image_codec import encode_image
 from face_id_ros.core.newest_frame import NewestFrameSlot
-from face_id_ros.core.patient_id import patient_detections
 from face_id_ros.core.pipeline import Pipeline
-from face_id_ros.core.ros_messages import (build_detection_array, rclpy_detection_types,
-                                           stamp_seconds)
+from face_id_ros.core.ros_messages import rclpy_detection_types, stamp_seconds
 from face_id_ros.nodes.node_params import (camera_subscription_topic, NodeConfig,
                                            pipeline_config_from_parameters, pipeline_rows,
                                            stage_config_from_parameters, stage_rows)
@@ -71,10 +68,10 @@ class FaceIdNode(LifecycleNode):
         self._refused = declare_rows(self, self._pipeline_rows + self._node_rows)
         self.add_on_set_parameters_callback(self._on_parameters_set)
         self._pipeline = None
+        self._frames = None
         self._loaded = None
         self._settings = None
         self._statistics = NodeStatistics()
-        self._message_types = None
         self._outputs = {}
         self._reload_service = None
         self._camera_subscription = None
@@ -172,8 +169,8 @@ class FaceIdNode(LifecycleNode):
         self._settings = stage_config_from_parameters(NodeConfig,
                                                       read_rows(self, self._node_rows))
         self._pipeline = Pipeline(config)
+        self._frames = FrameWorker(self._pipeline, rclpy_detection_types())
         self._load_gallery()
-        self._message_types = rclpy_detection_types()
         self._outputs = {
             'patient_id': self.create_lifecycle_publisher(Detection2DArray, 'patient_id', 10),
             'gallery_info': self.create_lifecycle_publisher(
@@ -188,22 +185,11 @@ class FaceIdNode(LifecycleNode):
 
     def _load_gallery(self):
         """Read the gallery into a new snapshot and swap it in (atomically, for the worker)."""
-        pipeline = self._pipeline
-        gallery_config = pipeline.config.gallery
-        path = os.path.expanduser(gallery_config.path)
-        if not os.path.isfile(path):
-            raise GalleryError(
-                f'no gallery at {path}: enrol patients first (`ros2 run face_id_ros enroll '
-                '--patient-id P-0042` or `face-id enroll`) or set the gallery.path parameter')
-        with Gallery.from_config(gallery_config, pipeline.embedder.fingerprint,
-                                 pipeline.embedder.embedding_size, create=False) as gallery:
-            snapshot = gallery.snapshot()
-            gallery_path = gallery.path
-        pipeline.set_gallery(snapshot)
-        metadata = pipeline.embedder.metadata
-        self._loaded = LoadedModel(metadata.name, metadata.version,
-                                   pipeline.embedder.fingerprint, gallery_path,
-                                   snapshot.revision, len(snapshot.patient_ids))
+        loaded = self._frames.reload_gallery()
+        embedder = self._pipeline.embedder
+        self._loaded = LoadedModel(embedder.metadata.name, embedder.metadata.version,
+                                   embedder.fingerprint, loaded.path, loaded.revision,
+                                   loaded.patients)
 
     def _release(self):
         for publisher in self._outputs.values():
@@ -215,6 +201,7 @@ class FaceIdNode(LifecycleNode):
         if self._pipeline is not None:
             self._pipeline.detector.close()
         self._pipeline = None
+        self._frames = None
         self._loaded = None
 
     def _on_parameters_set(self, parameters):
@@ -266,13 +253,11 @@ class FaceIdNode(LifecycleNode):
     def _process(self, msg):
         """Decode, identify, publish ``/patient_id`` with the image's own header."""
         started = time.perf_counter()
-        image = decode_any(msg)
-        result = self._pipeline.process(image, stamp_seconds(msg.header.stamp))
-        self._outputs['patient_id'].publish(build_detection_array(
-            self._message_types, msg.header, patient_detections(result)))
+        frame = self._frames.process(msg)
+        self._outputs['patient_id'].publish(frame.message)
         if 'debug_image' in self._outputs:
             self._outputs['debug_image'].publish(
-                ros_image(msg.header, draw_results(image, result)))
+                ros_image(msg.header, draw_results(frame.image, frame.result)))
         latency = self.get_clock().now().nanoseconds * 1e-9 - stamp_seconds(msg.header.stamp)
         self._statistics.frame_processed(time.monotonic(), latency,
                                          time.perf_counter() - started)

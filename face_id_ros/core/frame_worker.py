@@ -1,0 +1,89 @@
+# Copyright 2026 The face_id_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+What ``face_id_node`` does with each camera message and each gallery reload, without ROS.
+
+The node's worker thread calls :meth:`FrameWorker.process` on the newest camera message and
+publishes the ``/patient_id`` message it returns; its ``~/reload_gallery`` service calls
+:meth:`FrameWorker.reload_gallery` from the executor thread while the worker runs. The soak
+test (``face-id soak --mode node``) calls the same two methods with ``rosbags`` message
+classes, so what it measures is what the node runs.
+"""
+
+from dataclasses import dataclass
+import os
+
+from face_id_ros.core.errors import GalleryError
+from face_id_ros.core.gallery import Gallery
+from face_id_ros.core.image_codec import decode_any
+from face_id_ros.core.patient_id import patient_detections
+from face_id_ros.core.ros_messages import build_detection_array, stamp_seconds
+
+
+@dataclass(frozen=True)
+class ProcessedFrame:
+    """One camera message's decoded image, pipeline result and ``/patient_id`` message."""
+
+    image: object
+    result: object
+    message: object
+
+
+@dataclass(frozen=True)
+class GalleryLoaded:
+    """The gallery a reload swapped in: its file, revision and patient count."""
+
+    path: str
+    revision: int
+    patients: int
+
+
+class FrameWorker:
+    """Turn camera messages into ``/patient_id`` messages with one pipeline."""
+
+    def __init__(self, pipeline, message_types):
+        """``message_types`` maps full type names to message classes (rclpy or rosbags)."""
+        self.pipeline = pipeline
+        self.message_types = message_types
+
+    def process(self, msg):
+        """Decode, identify and build the ``/patient_id`` message, with ``msg``'s header."""
+        image = decode_any(msg)
+        result = self.pipeline.process(image, stamp_seconds(msg.header.stamp))
+        message = build_detection_array(self.message_types, msg.header,
+                                        patient_detections(result))
+        return ProcessedFrame(image, result, message)
+
+    def reload_gallery(self):
+        """
+        Read the configured gallery into a new snapshot and swap it in; return GalleryLoaded.
+
+        The swap is one assignment, so the frame in hand uses the old or the new snapshot,
+        never a mix. Raises GalleryError when there is no gallery file or it was made by
+        another model; the snapshot in use then stays.
+        """
+        pipeline = self.pipeline
+        config = pipeline.config.gallery
+        path = os.path.expanduser(config.path)
+        if not os.path.isfile(path):
+            raise GalleryError(
+                f'no gallery at {path}: enrol patients first (`ros2 run face_id_ros enroll '
+                '--patient-id P-0042` or `face-id enroll`) or set the gallery.path parameter')
+        with Gallery.from_config(config, pipeline.embedder.fingerprint,
+                                 pipeline.embedder.embedding_size, create=False) as gallery:
+            snapshot = gallery.snapshot()
+            gallery_path = gallery.path
+        pipeline.set_gallery(snapshot)
+        return GalleryLoaded(gallery_path, snapshot.revision, len(snapshot.patient_ids))
