@@ -59,6 +59,8 @@ setup(
     data_files=shared_data_files(),
     python_requires='>=3.10',
     install_requires=[
+        # AES-GCM for the gallery's templates; 3.4 is Ubuntu 22.04's (Humble) python3-cryptography.
+        'cryptography>=3.4',
         'matplotlib',
         'numpy<2',
         'opencv-contrib-python>=4.8,<5',

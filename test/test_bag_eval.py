@@ -22,6 +22,7 @@ from face_id_ros.cli.parser import main
 from face_id_ros.core.config import PipelineConfig
 from face_id_ros.core.errors import FaceIdError
 from face_id_ros.core.gallery import Gallery
+from face_id_ros.core.gallery_crypto import KEY_ENV, new_key_text
 from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.core.quality import assess_photo
 from face_id_ros.core.ros_messages import rosbags_typestore
@@ -37,7 +38,7 @@ import yaml
 def enrolled_pipeline(model, gallery_path, portrait):
     """Build a pipeline with the sample portrait enrolled as P-0001 (via the quality gate)."""
     config = PipelineConfig().replace(embedder={'model': str(model)},
-                                      gallery={'path': str(gallery_path)})
+                                      gallery={'path': str(gallery_path), 'encryption': 'off'})
     pipeline = Pipeline(config)
     sample = assess_photo(portrait, pipeline, config.quality)
     with Gallery.from_config(config.gallery, pipeline.embedder.fingerprint,
@@ -203,7 +204,9 @@ def test_visit_outcomes_follow_the_worst_and_then_the_last_decision():
     assert overall['strangers_pending'] == 1
 
 
-def test_eval_bag_command_writes_report_plots_and_bag(tmp_path, tiny_model, portrait, capsys):
+def test_eval_bag_command_writes_report_plots_and_bag(tmp_path, tiny_model, portrait, capsys,
+                                                      monkeypatch):
+    monkeypatch.setenv(KEY_ENV, new_key_text())  # the shipped config encrypts the gallery
     bag, intervals = portrait_bag(tmp_path, portrait, ['P-0001'])
     labels = save_labels(tmp_path / 'labels.yaml', intervals)
     photos = tmp_path / 'enrol' / 'P-0001'

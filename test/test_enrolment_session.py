@@ -21,12 +21,13 @@ import sqlite3
 
 import cv2
 from face_id_ros.core.config import PipelineConfig
-from face_id_ros.core.errors import EnrolmentRejected
+from face_id_ros.core.errors import EnrolmentRejected, GalleryError
 from face_id_ros.core.gallery import Gallery
+from face_id_ros.core.gallery_crypto import write_key_file
 from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.core.quality import assess_photo, shown_apart
 from face_id_ros.evaluation.samples import compose_frame
-from face_id_ros.nodes.enrolment_session import EnrolmentSession
+from face_id_ros.nodes.enrolment_session import EnrolmentSession, erase_patient
 import numpy as np
 import pytest
 
@@ -175,3 +176,34 @@ def test_face_crops_are_stored_as_png_only_when_asked(pipeline, portrait, tmp_pa
             assert decoded.shape == (112, 112, 3)
         else:
             assert images == [None, None]
+
+
+def test_an_erased_patient_is_no_longer_matched_after_the_reload(pipeline, portrait, tmp_path):
+    """What ``enroll --erase`` does, then the face_id_node's reload (a new snapshot)."""
+    config = replace(pipeline.config.gallery, path=str(tmp_path / 'ward.db'),
+                     key_file=write_key_file(tmp_path / 'ward.key'))
+    embedder = pipeline.embedder
+    with Gallery.from_config(config, embedder.fingerprint, embedder.embedding_size) as gallery:
+        filled_session(pipeline, portrait).write(gallery, 'P-0042')
+        other = np.random.default_rng(43).normal(size=embedder.embedding_size)
+        gallery.add_templates('P-0043', other, ['another patient'], [1.0])
+    live = Pipeline(pipeline.config)
+
+    def reload_and_watch(face):
+        with Gallery.from_config(config, embedder.fingerprint, embedder.embedding_size,
+                                 create=False) as gallery:
+            live.set_gallery(gallery.snapshot())
+        live.tracker.reset()
+        faces = [live.process(camera_frame(face, index), index / 15.0).faces[0]
+                 for index in range(3)]
+        return faces[-1].status, faces[-1].patient_id, {
+            candidate.patient_id for found in faces for candidate in found.candidates}, list(
+            live.snapshot.patient_ids)
+
+    assert reload_and_watch(portrait)[:2] == ('confirmed', 'P-0042')
+    assert erase_patient(config, embedder, 'P-0042') == (config.path, 3)
+    status, patient_id, candidates, enrolled = reload_and_watch(portrait)
+    assert status == 'unknown' and patient_id is None and 'P-0042' not in candidates
+    assert enrolled == ['P-0043']
+    with pytest.raises(GalleryError, match="no patient 'P-0042'"):
+        erase_patient(config, embedder, 'P-0042')

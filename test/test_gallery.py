@@ -20,7 +20,7 @@ import sqlite3
 import cv2
 from face_id_ros.core.config import GalleryConfig
 from face_id_ros.core.errors import GalleryError
-from face_id_ros.core.gallery import Gallery
+from face_id_ros.core.gallery import Gallery, GallerySnapshot
 import numpy as np
 import pytest
 
@@ -64,7 +64,8 @@ def gallery(path):
 def test_new_gallery_is_stamped_and_empty(gallery, path):
     info = gallery.info()
     assert info == {'path': str(path), 'model_fingerprint': MODEL, 'embedding_size': SIZE,
-                    'revision': 0, 'patients': 0, 'templates': 0, 'schema_version': 1}
+                    'revision': 0, 'patients': 0, 'templates': 0, 'masked_templates': 0,
+                    'schema_version': 2, 'encryption': 'none'}
     snapshot = gallery.snapshot()
     assert snapshot.templates.shape == (0, SIZE)
     assert len(snapshot.patient_ids) == 0 and len(snapshot.owners) == 0
@@ -140,7 +141,7 @@ def test_names_and_malformed_ids_are_refused(gallery, name):
 
 
 def test_id_pattern_comes_from_the_config(path):
-    config = GalleryConfig(path=str(path), id_pattern=r'^W3-[0-9]{3}$')
+    config = GalleryConfig(path=str(path), id_pattern=r'^W3-[0-9]{3}$', encryption='off')
     with Gallery.from_config(config, MODEL, SIZE) as gallery:
         enrol(gallery, 'W3-017', seed=1)
         with pytest.raises(GalleryError, match='pseudonymous'):
@@ -272,3 +273,35 @@ def test_face_crops_are_stored_as_lossless_png(path):
     blob = raw_sql(path, 'SELECT image FROM templates')
     decoded = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
     np.testing.assert_array_equal(decoded, crop)
+
+
+def test_mask_flags_are_stored_per_template_and_counted(gallery, path):
+    gallery.add_templates('P-0001', patient_embeddings(1, 3), ['a', 'b', 'c'], [0.9] * 3,
+                          masked=[False, True, True])
+    enrol(gallery, 'P-0002', seed=2, count=2)
+    gallery.close()
+    with Gallery.open(path, MODEL, SIZE, create=False) as reopened:
+        snapshot = reopened.snapshot()
+        first, second = reopened.list_patients()
+        assert reopened.info()['masked_templates'] == 2
+    assert list(snapshot.masked) == [False, True, True, False, False]
+    assert snapshot.masked.dtype == bool and not snapshot.masked.flags.writeable
+    assert (first.masked_count, second.masked_count) == (2, 0)
+
+
+@pytest.mark.parametrize('masked, reason', [([True], 'as many sources'),
+                                            ([1, 0], 'True or False')])
+def test_bad_mask_flags_are_refused(gallery, masked, reason):
+    with pytest.raises(GalleryError, match=reason):
+        gallery.add_templates('P-0001', patient_embeddings(1, 2), ['a', 'b'], [0.9, 0.9],
+                              masked=masked)
+    assert gallery.revision == 0
+
+
+def test_a_snapshot_without_mask_flags_has_none_masked():
+    snapshot = GallerySnapshot(3, np.array(['P-0001']), np.eye(2, dtype=np.float32),
+                               np.zeros(2, np.int64))
+    assert list(snapshot.masked) == [False, False]
+    with pytest.raises(GalleryError, match='one boolean per template'):
+        GallerySnapshot(3, np.array(['P-0001']), np.eye(2, dtype=np.float32),
+                        np.zeros(2, np.int64), np.zeros(3, bool))

@@ -143,7 +143,8 @@ def test_the_streak_restarts_when_the_track_or_the_patient_changes():
 def test_real_patient_id_messages_drive_the_gate(tiny_model, portrait, tmp_path):
     """Pipeline -> /patient_id serialised as CDR -> gate, with the node's gallery info."""
     config = PipelineConfig().replace(embedder={'model': str(tiny_model)},
-                                      gallery={'path': str(tmp_path / 'g.db')})
+                                      gallery={'path': str(tmp_path / 'g.db'),
+                                               'encryption': 'off'})
     pipeline = Pipeline(config)
     frame = compose_frame(portrait, (640, 480), [(320, 240)], 300)
     with Gallery.from_config(config.gallery, pipeline.embedder.fingerprint,

@@ -25,12 +25,14 @@ plain pytest without ROS skips it; CI runs it on Humble and Jazzy (.github/workf
 """
 
 import array
+import os
 from pathlib import Path
 import tempfile
 import threading
 import unittest
 
 from conftest import build_tiny_embedder
+from face_id_ros.core.gallery_crypto import KEY_ENV, new_key_text
 from face_id_ros.core.image_codec import encode_image
 from face_id_ros.evaluation.samples import compose_frame, sample_portrait
 import pytest
@@ -83,6 +85,7 @@ def generate_test_description():
     if ROS_MISSING:  # launch_testing is there, some other ROS package is not
         pytest.skip(ROS_MISSING)
     workdir = Path(tempfile.mkdtemp(prefix='face_id_enroll_test_'))
+    os.environ[KEY_ENV] = new_key_text()  # the ward config encrypts; the processes inherit it
     model = build_tiny_embedder(workdir / 'tiny.onnx')
     gallery = workdir / 'gallery.db'
     enrolled = enroll('enrol_p0001', 'P-0001', CAMERA_TOPIC, gallery, model, 60.0)

@@ -26,6 +26,7 @@ on Humble and Jazzy (.github/workflows/ros.yml).
 
 import array
 import json
+import os
 from pathlib import Path
 import tempfile
 import threading
@@ -34,6 +35,7 @@ import unittest
 
 from conftest import build_tiny_embedder
 from face_id_ros.core.gallery import Gallery
+from face_id_ros.core.gallery_crypto import KEY_ENV, new_key_text
 from face_id_ros.core.image_codec import encode_image
 from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.evaluation.samples import compose_frame, sample_portrait
@@ -117,6 +119,7 @@ def generate_test_description():
     if ROS_MISSING:  # launch_testing is there, some other ROS package is not
         pytest.skip(ROS_MISSING)
     workdir = Path(tempfile.mkdtemp(prefix='face_id_launch_test_'))
+    os.environ[KEY_ENV] = new_key_text()  # the ward config encrypts; the nodes inherit it
     model, gallery = enrol_portrait(workdir)
     nursing = launch.actions.IncludeLaunchDescription(
         launch_sources.PythonLaunchDescriptionSource(

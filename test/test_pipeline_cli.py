@@ -24,6 +24,7 @@ from face_id_ros.cli.parser import main
 from face_id_ros.core.config import PipelineConfig
 from face_id_ros.core.embedding import model_fingerprint
 from face_id_ros.core.gallery import Gallery
+from face_id_ros.core.gallery_crypto import KEY_ENV, new_key_text
 from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.evaluation.samples import compose_frame
 import numpy as np
@@ -34,6 +35,12 @@ def write(path, image):
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), image)
     return path
+
+
+@pytest.fixture(autouse=True)
+def gallery_key(monkeypatch):
+    """Give the commands of each test one key: the shipped config encrypts galleries."""
+    monkeypatch.setenv(KEY_ENV, new_key_text())
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from face_id_ros.cli.options import add_common_options, load_config, open_pipeline
+from face_id_ros.cli.options import add_common_options, load_config, open_pipeline, read_config
 from face_id_ros.core.errors import EnrolmentRejected, FaceIdError
 from face_id_ros.core.image_files import image_files, IMAGE_SUFFIXES, read_image
 
@@ -81,16 +81,30 @@ def run_enroll(args):
 # gallery ----------------------------------------------------------------------------------
 
 def _add_gallery(commands):
-    parser = commands.add_parser('gallery', help='list, inspect or edit the gallery')
+    parser = commands.add_parser(
+        'gallery', help='list, inspect or edit the gallery; make its key; migrate it')
     actions = parser.add_subparsers(dest='action', required=True)
     for name, help_text in (('list', 'list enrolled patients'),
-                            ('info', 'show model fingerprint, revision and counts'),
-                            ('remove', 'remove a patient and all their templates')):
+                            ('info', 'show model fingerprint, revision, counts and encryption'),
+                            ('remove', 'remove a patient and all their templates, wiped from '
+                                       'the file and its write-ahead log')):
         action = actions.add_parser(name, help=help_text)
         if name == 'remove':
             action.add_argument('patient_id')
         add_common_options(action)
         action.set_defaults(handler=run_gallery)
+    keygen = actions.add_parser(
+        'keygen', help='make a gallery key: a key file only its owner can read (--out), or '
+                       'the line to export as FACE_ID_GALLERY_KEY')
+    keygen.add_argument('--out', help='key file to create (never overwritten)')
+    keygen.set_defaults(handler=run_gallery_keygen)
+    migrate = actions.add_parser(
+        'migrate', help='rewrite a schema-1 or unencrypted gallery as an encrypted schema-2 '
+                        'one in place (atomic; keeps revision and model stamp)')
+    migrate.add_argument('--config', help='YAML config whose gallery section names the file '
+                                          'and the key (default: the shipped config)')
+    migrate.add_argument('--gallery', help='gallery file (default: from the config)')
+    migrate.set_defaults(handler=run_gallery_migrate)
 
 
 def run_gallery(args):
@@ -100,10 +114,36 @@ def run_gallery(args):
         print(json.dumps(gallery.info(), indent=2, default=str))
     elif args.action == 'list':
         for record in gallery.list_patients():
-            print(f'{record.patient_id}\t{record.template_count} template(s)')
+            print(f'{record.patient_id}\t{record.template_count} template(s), '
+                  f'{record.masked_count} masked')
     else:
         gallery.remove_patient(args.patient_id)
-        print(f'removed {args.patient_id}; revision {gallery.revision}')
+        print(f'removed {args.patient_id} and wiped their templates; revision '
+              f'{gallery.revision}')
+    return 0
+
+
+def run_gallery_keygen(args):
+    """Write a new key file (owner-only), or print a key for the environment."""
+    from face_id_ros.core.gallery_crypto import KEY_ENV, new_key_text, write_key_file
+    if args.out:
+        path = write_key_file(args.out)
+        print(f'wrote a new gallery key to {path} (mode 600); set gallery.key_file: {path}. '
+              'Keep a copy in a safe place: without it the gallery cannot be read.')
+    else:
+        print(f'{KEY_ENV}={new_key_text()}')
+    return 0
+
+
+def run_gallery_migrate(args):
+    """Convert the configured gallery to schema 2, encrypted with the configured key."""
+    from face_id_ros.core.gallery import migrate
+    from face_id_ros.core.gallery_crypto import key_from_config
+    config = read_config(args.config).gallery
+    summary = migrate(args.gallery or config.path, key_from_config(config))
+    print(f"migrated {summary['path']}: schema {summary['from_schema']} -> 2, "
+          f"{summary['encryption']}: revision {summary['revision']}, "
+          f"{summary['patients']} patient(s), {summary['templates']} template(s)")
     return 0
 
 
@@ -276,7 +316,9 @@ def run_demo(args):
     from face_id_ros.evaluation.samples import compose_frame, sample_portrait
     out = Path(args.out or tempfile.mkdtemp(prefix='face_id_demo_'))
     out.mkdir(parents=True, exist_ok=True)
-    config = load_config(args).replace(gallery={'path': str(out / 'gallery.db')})
+    # The demo enrols a published portrait in a throw-away gallery: no key needed.
+    config = load_config(args).replace(gallery={'path': str(out / 'gallery.db'),
+                                                'encryption': 'off'})
     pipeline = Pipeline(config)
     portrait = sample_portrait()
     sample = assess_photo(portrait, pipeline, config.quality)

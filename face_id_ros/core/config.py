@@ -89,6 +89,13 @@ class GalleryConfig:
     store_images: bool = setting(False, 'Also store the aligned face crops (off: privacy).')
     id_pattern: str = setting(
         r'^P-[0-9]{4,}$', 'Regular expression every pseudonymous patient id must match.')
+    encryption: str = setting(
+        'required', 'required: templates and face crops are encrypted (AES-256-GCM) with a '
+        'key kept outside the gallery file, and an unencrypted gallery is refused; off: an '
+        'unencrypted gallery, for tests and development only.', choices=('required', 'off'))
+    key_file: str = setting(
+        '', 'Gallery key file (base64 of 32 bytes, owner-only permissions, made by `face-id '
+        'gallery keygen`); empty: the FACE_ID_GALLERY_KEY environment variable.')
 
 
 @dataclass(frozen=True)

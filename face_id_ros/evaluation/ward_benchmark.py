@@ -114,7 +114,8 @@ def run_ward_benchmark(config, lfw, settings, bag_recipe, out='ward_benchmark', 
     out = Path(out)
     bag_path, gallery_path = out / 'ward_round', out / 'gallery.db'
     _clear(out, bag_path, gallery_path)
-    config = config.replace(gallery={'path': str(gallery_path)})
+    # LFW research photos, rebuilt on every run: no patient to protect, so no key needed.
+    config = config.replace(gallery={'path': str(gallery_path), 'encryption': 'off'})
     pipeline = Pipeline(config)
     people = identity_folders(Path(lfw) / 'images')
     with Gallery.from_config(config.gallery, pipeline.embedder.fingerprint,

@@ -19,6 +19,8 @@ Watches the camera topic, keeps the best frames that pass the quality gate, tell
 operator what it is waiting for, writes the templates to the gallery and asks the running
 ``face_id_node`` to reload it. It reads the same config file as the launch file
 (``config/nursing.yaml``), so the templates come from the node's own model and detector.
+With ``--erase`` it removes the patient instead (templates wiped from the gallery file) and
+asks for the same reload, after which the node no longer matches them.
 """
 
 import argparse
@@ -29,11 +31,12 @@ import time
 
 from face_id_ros.core.errors import FaceIdError
 from face_id_ros.core.gallery import Gallery
+from face_id_ros.core.gallery_crypto import key_from_config
 from face_id_ros.core.image_codec import decode_any
 from face_id_ros.core.newest_frame import NewestFrameSlot
 from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.core.resources import package_share_file
-from face_id_ros.nodes.enrolment_session import EnrolmentSession
+from face_id_ros.nodes.enrolment_session import EnrolmentSession, erase_patient
 from face_id_ros.nodes.node_params import camera_subscription_topic, pipeline_config_from_ros_yaml
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -62,6 +65,9 @@ def build_parser():
     parser.add_argument('--timeout', type=float, default=60.0, help='seconds to wait')
     parser.add_argument('--replace', action='store_true',
                         help="replace the patient's templates instead of adding to them")
+    parser.add_argument('--erase', action='store_true',
+                        help='erase the patient instead: remove their templates (wiped from '
+                             'the gallery file) and ask face_id_node to reload')
     parser.add_argument('--reload-service', default='/face_id_node/reload_gallery',
                         help='service of the running face_id_node to call after writing')
     parser.add_argument('--config', help='ROS parameters YAML of the face_id_node '
@@ -159,10 +165,25 @@ def enrol(node, pipeline, args):
         path = gallery.path
     logger.info(f'enrolled {args.patient_id} with {session.keep} templates: gallery {path} '
                 f'revision {revision}')
-    answer = node.request_reload(args.reload_service)
+    return reload_face_id_node(node, args.reload_service)
+
+
+def erase(node, pipeline, args):
+    """Remove the patient from the gallery and request a reload; return the exit status."""
+    path, revision = erase_patient(pipeline.config.gallery, pipeline.embedder,
+                                   args.patient_id)
+    node.get_logger().info(f'erased {args.patient_id}: templates wiped from gallery {path}, '
+                           f'revision {revision}')
+    return reload_face_id_node(node, args.reload_service)
+
+
+def reload_face_id_node(node, service_name):
+    """Ask face_id_node to reload the gallery; return 0, or 1 when it refused."""
+    logger = node.get_logger()
+    answer = node.request_reload(service_name)
     if answer is None:
-        logger.warning(f'no answer from {args.reload_service}: a running face_id_node '
-                       'will see the new templates after its next configure or reload')
+        logger.warning(f'no answer from {service_name}: a running face_id_node '
+                       'will see the change after its next configure or reload')
     elif not answer.success:
         logger.error(f'face_id_node refused to reload: {answer.message}')
         return 1
@@ -172,7 +193,7 @@ def enrol(node, pipeline, args):
 
 
 def main(argv=None):
-    """Run the enrolment; exit 0 when written, 1 when not, 2 on a configuration error."""
+    """Run the enrolment (or erasure); exit 0 when written, 1 when not, 2 on a config error."""
     argv = sys.argv if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(remove_ros_args(argv)[1:])
@@ -183,6 +204,7 @@ def main(argv=None):
         if not re.fullmatch(config.gallery.id_pattern, args.patient_id):
             raise FaceIdError(f'patient id {args.patient_id!r} does not match the pseudonymous '
                               f'pattern {config.gallery.id_pattern!r} (e.g. P-0042; no names)')
+        key_from_config(config.gallery)  # no key: say so now, not after the frames
         pipeline = Pipeline(config)
     except FaceIdError as error:
         print(f'enroll: error: {error}', file=sys.stderr)
@@ -195,7 +217,7 @@ def main(argv=None):
     spinner = threading.Thread(target=_spin, args=(executor, stop), daemon=True)
     spinner.start()
     try:
-        return enrol(node, pipeline, args)
+        return erase(node, pipeline, args) if args.erase else enrol(node, pipeline, args)
     except FaceIdError as error:
         node.get_logger().error(str(error))
         return 1

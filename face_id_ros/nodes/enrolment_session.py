@@ -20,11 +20,13 @@ sharp). Accepted frames must be some time apart (so the templates differ a littl
 the same person as the first accepted frame (so a passer-by is never enrolled). Once enough
 frames were accepted, the best ``keep`` of them become the patient's templates, unless the
 face already matches another enrolled patient. No ROS here: the enrol node feeds frames in.
+:func:`erase_patient` is the other half of the enrol node's job: a patient leaves the ward.
 """
 
 from dataclasses import dataclass
 
 from face_id_ros.core.errors import EnrolmentRejected
+from face_id_ros.core.gallery import Gallery
 from face_id_ros.core.quality import assess_photo, shown_apart
 import numpy as np
 
@@ -140,3 +142,16 @@ class EnrolmentSession:
 
     def _verdict(self, accepted, reason):
         return FrameVerdict(accepted, reason, len(self.samples), self.candidates)
+
+
+def erase_patient(gallery_config, embedder, patient_id):
+    """
+    Remove a patient and their templates, wiped from the file; return (path, revision).
+
+    Opens the configured gallery with its key for ``embedder``'s model and never creates
+    one; raises GalleryError when the patient is not enrolled. A face_id_node stops matching
+    the patient at its next gallery reload.
+    """
+    with Gallery.from_config(gallery_config, embedder.fingerprint, embedder.embedding_size,
+                             create=False) as gallery:
+        return gallery.path, gallery.remove_patient(patient_id)
