@@ -33,7 +33,12 @@ def model_fingerprint(path):
 
 
 class OnnxEmbedder:
-    """Embeds aligned face crops (BGR uint8) in one batch; returns L2-normalised rows."""
+    """
+    Embeds aligned face crops (BGR uint8) in one batch; returns L2-normalised rows.
+
+    A model whose metadata names a ``mask_output`` also gives each face's probability of
+    wearing a mask (``embed_and_mask``); any other model gives NaN there: unknown.
+    """
 
     def __init__(self, path, threads=1, flip_sum=False):
         """Open the model, read and validate its ``face_id`` metadata; raise ModelError."""
@@ -58,6 +63,7 @@ class OnnxEmbedder:
         self.path = path
         self.fingerprint = model_fingerprint(path)
         self.flip_sum = flip_sum
+        self._output_names = self._checked_outputs(path)
         model_input = self._session.get_inputs()[0]
         self._input_name = model_input.name
         # Some third-party exports fix the batch at 1: run those one face at a time.
@@ -66,6 +72,20 @@ class OnnxEmbedder:
         self._channels = np.array(channels)
         self._mean = np.asarray(self.metadata.mean, np.float32)
         self._inverse_std = 1.0 / np.asarray(self.metadata.std, np.float32)
+
+    def _checked_outputs(self, path):
+        """Return the outputs to run: the embedding first, then the mask output if declared."""
+        names = [output.name for output in self._session.get_outputs()]
+        mask_output = self.metadata.mask_output
+        if mask_output and mask_output not in names[1:]:
+            raise ModelError(f'{path}: metadata names the mask output {mask_output!r}, the '
+                             f'model has the outputs {names}')
+        return [names[0]] + ([mask_output] if mask_output else [])
+
+    @property
+    def has_mask_output(self):
+        """Whether the model says, per face, if a mask is worn."""
+        return len(self._output_names) == 2
 
     @property
     def embedding_size(self):
@@ -79,9 +99,18 @@ class OnnxEmbedder:
 
     def embed(self, crops):
         """Embed a batch of aligned BGR crops ``(N, H, W, 3)``; return ``(N, D)`` float32."""
+        return self.embed_and_mask(crops)[0]
+
+    def embed_and_mask(self, crops):
+        """
+        Return ``(N, D)`` unit embeddings and ``(N,)`` mask probabilities of aligned crops.
+
+        The probabilities are NaN when the model has no mask output. With ``flip_sum`` both
+        come from the crop and its mirror image (summed embeddings, mean probability).
+        """
         crops = np.asarray(crops)
         if crops.ndim != 4 or crops.shape[0] == 0:
-            return np.zeros((0, self.embedding_size), np.float32)
+            return np.zeros((0, self.embedding_size), np.float32), np.zeros(0, np.float32)
         width, height = self.input_size
         if crops.shape[1:] != (height, width, 3):
             raise ModelError(f'crops have shape {crops.shape[1:]}, the model wants '
@@ -90,23 +119,29 @@ class OnnxEmbedder:
         if self.flip_sum:
             batch = np.concatenate([batch, batch[..., ::-1] if self._nchw else
                                     batch[:, :, ::-1]])
-        output = self._run(batch)
+        output, masks = self._run(batch)
         if self.flip_sum:
             output = output[:len(crops)] + output[len(crops):]
+            masks = (masks[:len(crops)] + masks[len(crops):]) / 2
         if output.shape[1] != self.embedding_size:
             raise ModelError(f'model gave {output.shape[1]}-d embeddings, its metadata says '
                              f'{self.embedding_size}')
         norms = np.linalg.norm(output, axis=1, keepdims=True)
-        return output / np.maximum(norms, 1e-12)
+        return output / np.maximum(norms, 1e-12), masks
 
     def _run(self, batch):
+        """Return the raw embeddings ``(N, D)`` and mask probabilities ``(N,)`` (or NaN)."""
         if self._fixed_single_batch:
-            rows = [self._session.run(None, {self._input_name: batch[index:index + 1]})[0]
+            runs = [self._session.run(self._output_names,
+                                      {self._input_name: batch[index:index + 1]})
                     for index in range(len(batch))]
-            output = np.concatenate(rows)
+            outputs = [np.concatenate(parts) for parts in zip(*runs)]
         else:
-            output = self._session.run(None, {self._input_name: batch})[0]
-        return output.reshape(len(batch), -1).astype(np.float32)
+            outputs = self._session.run(self._output_names, {self._input_name: batch})
+        embeddings = outputs[0].reshape(len(batch), -1).astype(np.float32)
+        if len(outputs) == 1:
+            return embeddings, np.full(len(batch), np.nan, np.float32)
+        return embeddings, outputs[1].reshape(len(batch)).astype(np.float32)
 
     @property
     def _nchw(self):

@@ -49,6 +49,9 @@ class ModelMetadata:
     the network sees ``(pixel - mean) / std``. ``template`` holds the 5 ArcFace landmark
     positions in pixels of the ``input_size`` crop. Thresholds are the recommended
     open-set operating points for the cosine similarity of L2-normalised embeddings.
+    ``mask_output`` names a second ONNX output holding each face's mask probability, and
+    ``mask_threshold`` the probability from which a face counts as masked; a model without
+    one (``''``, e.g. a third-party ArcFace export) reports masks as unknown.
     """
 
     name: str
@@ -63,6 +66,8 @@ class ModelMetadata:
     cosine_threshold: float = 0.5
     training_data: str = ''
     licence: str = ''
+    mask_output: str = ''
+    mask_threshold: float = 0.5
     extra: dict = field(default_factory=dict)
 
     def to_json(self):
@@ -105,6 +110,10 @@ class ModelMetadata:
             problems.append(f'embedding_size {self.embedding_size!r} is too small')
         if not -1.0 <= float(self.cosine_threshold) <= 1.0:
             problems.append(f'cosine_threshold {self.cosine_threshold!r} is not in [-1, 1]')
+        if not 0.0 <= float(self.mask_threshold) <= 1.0:
+            problems.append(f'mask_threshold {self.mask_threshold!r} is not in [0, 1]')
+        if not isinstance(self.mask_output, str):
+            problems.append(f'mask_output {self.mask_output!r} is not an output name')
         if problems:
             raise ModelError(f'{source}: ' + '; '.join(problems))
 

@@ -69,17 +69,22 @@ class ExportConfig:
         return build_stage(cls, mapping, source)
 
 
-class NormalisedEmbedder(nn.Module):
-    """Wrap a backbone so that its output is L2-normalised."""
+class ExportedModel(nn.Module):
+    """What the model file computes: unit embeddings and, with a mask head, its output."""
 
-    def __init__(self, backbone):
-        """Keep the backbone."""
+    def __init__(self, backbone, mask_head=None):
+        """Keep the backbone and the optional mask head (training.mask_head.MaskHead)."""
         super().__init__()
         self.backbone = backbone
+        self.mask_head = mask_head
 
     def forward(self, images):
-        """Return unit-length embeddings."""
-        return functional.normalize(self.backbone(images), dim=1)
+        """Return ``(embeddings,)`` or ``(embeddings, mask probabilities)``."""
+        features = self.backbone.features(images)
+        embeddings = functional.normalize(self.backbone.head(features), dim=1)
+        if self.mask_head is None:
+            return (embeddings,)
+        return embeddings, self.mask_head(features)
 
 
 def build_metadata(backbone, export_config, extra=None):
@@ -102,14 +107,17 @@ def build_metadata(backbone, export_config, extra=None):
         extra=details)
 
 
-def export_onnx(backbone, metadata, out_path, real_inputs=None):
+def export_onnx(backbone, metadata, out_path, real_inputs=None, mask_head=None):
     """
     Export ``backbone`` with ``metadata`` to ``out_path`` and check parity; return the diff.
 
-    ``real_inputs`` (normalised NCHW tensor) are checked besides random ones. Raise
-    ModelError when onnxruntime and torch differ by more than ``PARITY_TOLERANCE``.
+    With ``mask_head`` (training.mask_head.MaskHead) the file has a second output,
+    ``metadata.mask_output``. ``real_inputs`` (normalised NCHW tensor) are checked besides
+    random ones. Raise ModelError when onnxruntime and torch differ by more than
+    ``PARITY_TOLERANCE``.
     """
-    model = NormalisedEmbedder(backbone).eval().cpu()
+    model = ExportedModel(backbone, mask_head).eval().cpu()
+    output_names = ['embedding'] + ([metadata.mask_output] if mask_head is not None else [])
     side = backbone.config.input_size
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -117,8 +125,8 @@ def export_onnx(backbone, metadata, out_path, real_inputs=None):
         # no onnxscript, and gives the plain Conv/PRelu graph the runtime is tuned for
         torch.onnx.export(model, (torch.zeros(1, 3, side, side),), buffer, dynamo=False,
                           opset_version=OPSET, input_names=['input'],
-                          output_names=['embedding'],
-                          dynamic_axes={'input': {0: 'batch'}, 'embedding': {0: 'batch'}})
+                          output_names=output_names,
+                          dynamic_axes={name: {0: 'batch'} for name in ['input'] + output_names})
     graph = onnx.load_from_string(buffer.getvalue())
     attach_metadata(graph, metadata)
     onnx.checker.check_model(graph)
@@ -137,13 +145,13 @@ def export_onnx(backbone, metadata, out_path, real_inputs=None):
 
 
 def parity(model, onnx_path, inputs):
-    """Return the max abs difference of L2-normalised torch and onnxruntime outputs."""
+    """Return the max abs difference of torch and onnxruntime outputs (embeddings unit)."""
     with torch.no_grad():
-        expected = functional.normalize(model(inputs), dim=1).numpy()
+        expected = [output.numpy() for output in model(inputs)]
     session = onnxruntime.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
-    actual = session.run(None, {'input': inputs.numpy()})[0]
-    actual = actual / np.linalg.norm(actual, axis=1, keepdims=True)
-    return float(np.abs(actual - expected).max())
+    actual = session.run(None, {'input': inputs.numpy()})
+    actual[0] = actual[0] / np.linalg.norm(actual[0], axis=1, keepdims=True)
+    return max(float(np.abs(got - wanted).max()) for got, wanted in zip(actual, expected))
 
 
 def random_init_model(path, config=BackboneConfig(), seed=0):
