@@ -63,7 +63,7 @@ def test_agreeing_fresh_evidence_is_granted_with_its_evidence():
     assert evidence['order'] == {'patient_id': 'P-0042', 'age_s': 60.0}
     assert evidence['wristband'] == {'patient_id': 'P-0042', 'age_s': 5.0}
     assert evidence['face']['faces_in_view'] == [
-        {'track': 'face-3', 'hypotheses': [['P-0042', 0.93], ['P-0007', 0.61]]}]
+        {'track': 'face-3', 'hypotheses': [['P-0042', 0.93], ['P-0007', 0.61]], 'mask': None}]
     assert evidence['face']['confirmed_frames'] == 3
     assert evidence['face']['confirmed_frame_stamps'] == pytest.approx([999.7, 999.8, 999.9])
 
@@ -183,3 +183,60 @@ def test_real_patient_id_messages_drive_the_gate(tiny_model, portrait, tmp_path)
     assert evidence['model'].startswith('tiny-test 0 sha256:')
     assert evidence['face']['faces_in_view'][0]['track'] == 'face-1'
     assert evidence['face']['faces_in_view'][0]['hypotheses'][0][0] == 'P-0001'
+
+
+def masks_frame(stamp, call, track='face-3'):
+    """Return a /face_id/masks frame with one face's mask call."""
+    return FaceFrame(stamp, (face(track, (call, 0.97)),))
+
+
+@pytest.mark.parametrize('call, granted', [('no_mask', True), ('mask', False),
+                                           ('unknown', False), (None, False)])
+def test_an_unmasked_face_can_be_required(call, granted):
+    gate = ready_gate(GateConfig(require_unmasked=True))
+    if call is not None:
+        gate.observe_masks(masks_frame(gate.frame.stamp, call))
+    gate.observe_masks(masks_frame(gate.frame.stamp - 0.1, 'no_mask'))  # an older frame's
+    decision = gate.decide(NOW)
+    assert decision.granted is granted
+    assert decision.evidence['require_unmasked'] is True
+    assert decision.evidence['face']['faces_in_view'][0]['mask'] == call
+    if not granted:
+        assert 'an unmasked face is required (require_unmasked)' in decision.reason
+
+
+def test_by_default_a_masked_confirmed_face_is_granted_and_the_mask_is_in_the_evidence():
+    gate = ready_gate()
+    gate.observe_masks(masks_frame(gate.frame.stamp, 'mask'))
+    decision = gate.decide(NOW)
+    assert decision.granted
+    assert decision.evidence['face']['faces_in_view'][0]['mask'] == 'mask'
+
+
+def test_real_masks_messages_reach_the_gate(portrait, tmp_path):
+    """The shipped model's /face_id/masks, serialised as CDR, tell the gate a masked face."""
+    from face_id_ros.core.alignment import detector_template
+    from face_id_ros.core.model_metadata import ARCFACE_TEMPLATE_112
+    from face_id_ros.core.patient_id import mask_detections
+    from face_id_ros.evaluation.synthetic_masks import paint_mask
+    import numpy as np
+    pipeline = Pipeline(PipelineConfig())
+    landmarks = pipeline.detector.detect(portrait)[0].landmarks
+    template = detector_template(pipeline.detector.landmark_set, ARCFACE_TEMPLATE_112)
+    masked = paint_mask(portrait, landmarks, np.random.default_rng(0), template)
+    store = rosbags_typestore()
+    Header, Time = store.types['std_msgs/msg/Header'], store.types['builtin_interfaces/msg/Time']
+    calls = []
+    for index, image in enumerate((portrait, masked)):
+        result = pipeline.process(image, float(index))
+        header = Header(stamp=Time(sec=index, nanosec=0), frame_id='camera')
+        raw = store.serialize_cdr(build_detection_array(store.types, header,
+                                                        mask_detections(result)),
+                                  'vision_msgs/msg/Detection2DArray')
+        frame = face_frame_from_message(store.deserialize_cdr(
+            raw, 'vision_msgs/msg/Detection2DArray'))
+        gate = MedicationGate(GateConfig(require_unmasked=True))
+        gate.frame = FaceFrame(frame.stamp, (face(frame.faces[0].track_id, ('P-0001', 0.9)),))
+        gate.observe_masks(frame)
+        calls.append(gate._mask_of(gate.frame.faces[0]))
+    assert calls == ['no_mask', 'mask']

@@ -39,6 +39,9 @@ def _add_enroll(commands):
         'enroll', help='enrol patients from a folder with one sub-folder of photos per id')
     parser.add_argument('folder', help='folder holding <patient id>/<photos>')
     parser.add_argument('--patient-id', help='enrol only this sub-folder')
+    parser.add_argument('--masked', action='store_true',
+                        help='the photos show the patient masked: store masked templates '
+                             '(without it, each photo is masked where the model sees a mask)')
     add_common_options(parser)
     parser.set_defaults(handler=run_enroll)
 
@@ -69,10 +72,11 @@ def run_enroll(args):
         if not samples:
             print(f'{folder.name}: no photo accepted, not enrolled')
             continue
+        masked = [args.masked or sample.masked for sample in samples]
         gallery.add_templates(folder.name, [sample.embedding for sample in samples], sources,
                               [sample.quality for sample in samples],
-                              images=[sample.crop for sample in samples])
-        print(f'{folder.name}: enrolled {len(samples)} photo(s)')
+                              images=[sample.crop for sample in samples], masked=masked)
+        print(f'{folder.name}: enrolled {len(samples)} photo(s), {sum(masked)} masked')
     print(f'gallery {gallery.path}: revision {gallery.revision}, '
           f'{len(gallery.patient_ids())} patient(s); {rejected} photo(s) rejected')
     return 0
@@ -212,9 +216,16 @@ def frame_record(name, result):
             'candidates': [{'patient_id': candidate.patient_id,
                             'score': round(candidate.score, 4)}
                            for candidate in face.candidates],
+            'masked': face.masked,
+            'mask_probability': mask_probability(face),
         })
     return {'frame': name, 'stamp': round(result.stamp, 3), 'faces': faces,
             'gallery_revision': result.gallery_revision}
+
+
+def mask_probability(face):
+    """Return the mask probability for JSON: rounded, None when the model cannot tell."""
+    return None if face.masked is None else round(face.mask_probability, 4)
 
 
 def write_annotated(target, name, image, writer, fps, video):

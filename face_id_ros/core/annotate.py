@@ -12,13 +12,14 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Draw a frame's results for people: boxes, track ids, status and best candidates."""
+"""Draw a frame's results for people: boxes, track ids, status, best candidates, masks."""
 
 import cv2
 
 # BGR colours: confirmed green, unknown red, pending amber.
 STATUS_COLOURS = {'confirmed': (60, 180, 75), 'unknown': (40, 40, 220),
                   'pending': (0, 170, 255)}
+MASK_LABELS = {True: ' (mask)', False: '', None: ''}
 
 
 def draw_results(image, result):
@@ -31,7 +32,7 @@ def draw_results(image, result):
         label = face.patient_id if face.status == 'confirmed' else face.status
         if face.candidates:
             label += f' {face.candidates[0].score:.2f}'
-        label = f'{face.track_id} {label}'
+        label = f'{face.track_id} {label}' + MASK_LABELS[face.masked]
         (width, height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         top = max(y1 - height - 6, 0)
         cv2.rectangle(canvas, (x1, top), (x1 + width + 4, top + height + 6), colour, -1)

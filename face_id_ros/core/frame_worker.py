@@ -28,17 +28,23 @@ import os
 from face_id_ros.core.errors import GalleryError
 from face_id_ros.core.gallery import Gallery
 from face_id_ros.core.image_codec import decode_any
-from face_id_ros.core.patient_id import patient_detections
+from face_id_ros.core.patient_id import mask_detections, patient_detections
 from face_id_ros.core.ros_messages import build_detection_array, stamp_seconds
 
 
 @dataclass(frozen=True)
 class ProcessedFrame:
-    """One camera message's decoded image, pipeline result and ``/patient_id`` message."""
+    """
+    One camera message's decoded image, pipeline result and the messages to publish.
+
+    ``message`` goes on ``/patient_id``; ``masks`` on ``face_id/masks``: the same header,
+    track ids and boxes, with each face's mask call (``patient_id.mask_detections``).
+    """
 
     image: object
     result: object
     message: object
+    masks: object
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,8 @@ class FrameWorker:
         result = self.pipeline.process(image, stamp_seconds(msg.header.stamp))
         message = build_detection_array(self.message_types, msg.header,
                                         patient_detections(result))
-        return ProcessedFrame(image, result, message)
+        masks = build_detection_array(self.message_types, msg.header, mask_detections(result))
+        return ProcessedFrame(image, result, message, masks)
 
     def reload_gallery(self):
         """

@@ -18,6 +18,11 @@ Open-set matching of face embeddings against a gallery snapshot.
 A patient's similarity is the best cosine over their templates. A face is named only when
 that similarity reaches the threshold and leads the runner-up patient by the margin;
 otherwise it is ``unknown``: an unenrolled person is never the nearest patient.
+
+A face known to wear a mask (or known not to) is compared with the templates of its own
+kind where the patient has any, as a masked face and a bare one of the same person are
+further apart than two masked ones; ``FaceMatch.like_templates`` says whether the best
+candidate was scored that way, so the tracker can ask for more evidence when not.
 """
 
 from dataclasses import dataclass
@@ -43,6 +48,7 @@ class FaceMatch:
 
     decision: str
     candidates: tuple = ()
+    like_templates: bool = True
 
     @property
     def best_score(self):
@@ -50,13 +56,14 @@ class FaceMatch:
         return self.candidates[0].score if self.candidates else None
 
 
-def match(embeddings, snapshot, config, threshold):
+def match(embeddings, snapshot, config, threshold, masked=None):
     """
     Match (N, D) face embeddings against a snapshot; return one FaceMatch per face.
 
     ``threshold`` is the resolved cosine threshold in [-1, 1] (the caller replaces the
     config's "use the model's recommendation" value). Rows that are not finite or are all
-    zeros match nobody.
+    zeros match nobody. ``masked`` (N,) says per face whether it wears a mask (None: not
+    known, every template counts alike).
     """
     if not -1.0 <= threshold <= 1.0:
         raise ConfigError(f'match threshold {threshold!r} is not a cosine in [-1, 1]; '
@@ -73,13 +80,32 @@ def match(embeddings, snapshot, config, threshold):
     usable = np.isfinite(norms) & (norms > 0)
     faces = np.where(usable[:, None], faces / np.where(usable, norms, 1.0)[:, None], 0.0)
     cosines = faces @ snapshot.templates.T
-    per_patient = np.maximum.reduceat(cosines, snapshot.template_starts, axis=1)
+    per_patient, like = _per_patient(cosines, snapshot, masked)
     order = np.argsort(-per_patient, axis=1, kind='stable')
-    return [_decide(snapshot.patient_ids, per_patient[row], order[row], config, threshold)
+    return [_decide(snapshot.patient_ids, per_patient[row], order[row], config, threshold,
+                    bool(like[row, order[row][0]]))
             if usable[row] else FaceMatch(UNKNOWN) for row in range(len(faces))]
 
 
-def _decide(patient_ids, similarities, order, config, threshold):
+def _per_patient(cosines, snapshot, masked):
+    """
+    Return each face's similarity to each patient, and whether it came from like templates.
+
+    A face of known kind (masked or not) takes the best cosine over the patient's templates
+    of that kind, or over all of them when the patient has none of that kind.
+    """
+    starts = snapshot.template_starts
+    best_of_all = np.maximum.reduceat(cosines, starts, axis=1)
+    if masked is None:
+        return best_of_all, np.ones(best_of_all.shape, bool)
+    masked = np.asarray(masked, bool)
+    like = snapshot.masked[None, :] == masked[:, None]
+    has_like = np.maximum.reduceat(like, starts, axis=1)
+    best_of_like = np.maximum.reduceat(np.where(like, cosines, -np.inf), starts, axis=1)
+    return np.where(has_like, best_of_like, best_of_all), has_like
+
+
+def _decide(patient_ids, similarities, order, config, threshold, like_templates):
     """Name the best patient only above threshold and with a strict lead >= margin."""
     best = float(similarities[order[0]])
     # With one enrolled patient there is no runner-up; the threshold alone decides.
@@ -90,4 +116,5 @@ def _decide(patient_ids, similarities, order, config, threshold):
         Candidate(str(patient_ids[index]), float(similarities[index]),
                   float(np.clip((similarities[index] + 1.0) / 2.0, 0.0, 1.0)))
         for index in order[:config.top_k])
-    return FaceMatch(str(patient_ids[order[0]]) if named else UNKNOWN, candidates)
+    return FaceMatch(str(patient_ids[order[0]]) if named else UNKNOWN, candidates,
+                     like_templates)

@@ -18,6 +18,11 @@ The ``/patient_id`` contract as plain data, independent of any ROS message libra
 One ``PatientDetection`` per face. ``hypotheses[0]`` is the decision: a patient id only when
 the temporal policy confirmed it, else ``unknown`` or ``pending``; its score is the best
 candidate's, so the list stays sorted. The other candidates follow, best first, for logs.
+
+Whether a face wears a mask goes out beside it (``face_id/masks``), never into these
+hypotheses, so that ``/patient_id`` means what it always meant: the same header, track ids
+and boxes, one hypothesis per face: ``mask`` or ``no_mask`` with the model's confidence in
+it, or ``unknown`` (score 0) when the model has no mask output.
 """
 
 from dataclasses import dataclass
@@ -25,8 +30,11 @@ from dataclasses import dataclass
 from face_id_ros.core.matching import UNKNOWN
 from face_id_ros.core.tracking import CONFIRMED, PENDING
 
-__all__ = ['CONFIRMED', 'Hypothesis', 'PatientDetection', 'PENDING', 'UNKNOWN',
-           'patient_detections']
+__all__ = ['CONFIRMED', 'Hypothesis', 'MASK', 'mask_detections', 'NO_MASK',
+           'PatientDetection', 'PENDING', 'UNKNOWN', 'patient_detections']
+
+MASK = 'mask'
+NO_MASK = 'no_mask'
 
 
 @dataclass(frozen=True)
@@ -71,4 +79,21 @@ def patient_detections(result):
             others = candidates
         detections.append(PatientDetection(face.track_id, (x1 + x2) / 2.0, (y1 + y2) / 2.0,
                                            x2 - x1, y2 - y1, (decision,) + others))
+    return detections
+
+
+def mask_detections(result):
+    """Turn a pipeline ``FrameResult`` into the faces of one ``face_id/masks`` message."""
+    detections = []
+    for face, box in zip(result.faces, result.boxes):
+        x1, y1, x2, y2 = (float(value) for value in box)
+        probability = face.mask_probability
+        if face.masked is None:
+            hypothesis = Hypothesis(UNKNOWN, 0.0)
+        elif face.masked:
+            hypothesis = Hypothesis(MASK, probability)
+        else:
+            hypothesis = Hypothesis(NO_MASK, 1.0 - probability)
+        detections.append(PatientDetection(face.track_id, (x1 + x2) / 2.0, (y1 + y2) / 2.0,
+                                           x2 - x1, y2 - y1, (hypothesis,)))
     return detections

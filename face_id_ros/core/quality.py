@@ -23,13 +23,19 @@ import numpy as np
 
 @dataclass
 class EnrolmentSample:
-    """An accepted photo: its aligned crop, embedding and a quality score in [0, 1]."""
+    """
+    An accepted photo: its aligned crop, embedding and a quality score in [0, 1].
+
+    ``masked`` is whether the model saw a mask (False when it cannot tell), so a masked
+    photo becomes a masked template.
+    """
 
     crop: np.ndarray
     embedding: np.ndarray
     quality: float
     sharpness: float
     face_size: float
+    masked: bool = False
 
 
 def shown_apart(value, bound, decimals=2):
@@ -57,7 +63,7 @@ def assess_photo(image, pipeline, config):
     Return an EnrolmentSample for a photo, or raise EnrolmentRejected saying why.
 
     The reasons are checked in the order a person would fix them: no face, several faces,
-    a weak detection, a face too small, a blurred face.
+    a weak detection (a masked face may score lower), a face too small, a blurred face.
     """
     batch = pipeline.describe(image)
     if not batch.faces:
@@ -65,9 +71,12 @@ def assess_photo(image, pipeline, config):
     if len(batch.faces) > 1:
         raise EnrolmentRejected(f'{len(batch.faces)} faces found; the photo must show one')
     face = batch.faces[0]
-    if face.score < config.min_score:
-        score, needed = shown_apart(face.score, config.min_score, 2)
-        raise EnrolmentRejected(f'face detected with low confidence {score} (needs {needed})')
+    masked = bool(batch.masks(pipeline.embedder.metadata.mask_threshold)[0][1])
+    min_score = config.masked_min_score if masked else config.min_score
+    if face.score < min_score:
+        score, needed = shown_apart(face.score, min_score, 2)
+        kind = 'masked face' if masked else 'face'
+        raise EnrolmentRejected(f'{kind} detected with low confidence {score} (needs {needed})')
     if face.size < config.min_face_size:
         size, needed = shown_apart(face.size, config.min_face_size, 0)
         raise EnrolmentRejected(f'face too small: {size} px (needs {needed} px)')
@@ -77,4 +86,4 @@ def assess_photo(image, pipeline, config):
         raise EnrolmentRejected(f'face too blurred: sharpness {value} (needs {needed})')
     quality = face.score * min(1.0, crop_sharpness / (4.0 * config.min_sharpness))
     return EnrolmentSample(batch.crops[0], batch.embeddings[0], float(quality),
-                           crop_sharpness, face.size)
+                           crop_sharpness, face.size, masked)

@@ -68,7 +68,7 @@ class CameraFrame:
 
 @dataclass(frozen=True)
 class FaceRecord:
-    """One face of a processed frame: track, status, confirmed id, best candidate."""
+    """One face of a processed frame: track, status, confirmed id, best candidate, mask."""
 
     track_id: str
     status: str
@@ -353,7 +353,7 @@ def face_records(result):
         best = face.candidates[0] if face.candidates else None
         records.append(FaceRecord(face.track_id, face.status, face.patient_id,
                                   best.patient_id if best else None,
-                                  best.cosine if best else None))
+                                  best.cosine if best else None, face.masked))
     return tuple(records)
 
 
@@ -395,7 +395,9 @@ def _score_interval(index, interval, inside, processed):
         'index': index, 'subject': interval.subject,
         'start': interval.start, 'end': interval.end,
         'frames': int(len(inside)), 'processed': len(processed),
-        'frames_with_face': len(with_face), 'outcome': outcome,
+        'frames_with_face': len(with_face),
+        'frames_masked': sum(bool(record.faces[0].masked) for record in with_face),
+        'outcome': outcome,
         'confirmed_as': wrong or ([interval.subject] if right else []),
         'time_to_confirm_s': round(right[0].done - first, 4) if right and not wrong else None,
     }

@@ -65,6 +65,9 @@ def build_parser():
     parser.add_argument('--timeout', type=float, default=60.0, help='seconds to wait')
     parser.add_argument('--replace', action='store_true',
                         help="replace the patient's templates instead of adding to them")
+    parser.add_argument('--masked', action='store_true',
+                        help='the patient wears a mask: store masked templates (without it, '
+                             'each frame is masked where the model sees a mask)')
     parser.add_argument('--erase', action='store_true',
                         help='erase the patient instead: remove their templates (wiped from '
                              'the gallery file) and ask face_id_node to reload')
@@ -147,7 +150,7 @@ def enrol(node, pipeline, args):
     """Collect frames, write the templates and request a reload; return the exit status."""
     logger = node.get_logger()
     config = pipeline.config
-    session = EnrolmentSession(pipeline, config.quality, keep=args.frames)
+    session = EnrolmentSession(pipeline, config.quality, keep=args.frames, masked=args.masked)
     logger.info(f'enrolling {args.patient_id}: look at the camera ({node.topic}); '
                 f'keeping the best {session.keep} of {session.candidates} good frames')
     last_hint = node.collect(session, args.timeout)

@@ -44,12 +44,15 @@ class FrameVerdict:
 class EnrolmentSession:
     """Collect accepted frames of one person and keep the best ``keep`` of them."""
 
-    def __init__(self, pipeline, quality_config, keep=5, candidates=None, min_interval_s=0.2):
+    def __init__(self, pipeline, quality_config, keep=5, candidates=None, min_interval_s=0.2,
+                 masked=False):
         """
         Start an empty session.
 
         ``keep`` templates are written, chosen by quality among ``candidates`` accepted
         frames (default ``3 * keep``); accepted frames are at least ``min_interval_s`` apart.
+        ``masked``: the patient wears a mask, so every template is masked (otherwise each
+        is where the model sees a mask).
         """
         if keep < 1:
             raise ValueError(f'keep must be at least 1, got {keep}')
@@ -58,6 +61,7 @@ class EnrolmentSession:
         self.keep = keep
         self.candidates = max(candidates or 3 * keep, keep)
         self.min_interval_s = min_interval_s
+        self.masked = masked
         self.samples = []
         self._last_accepted = None
 
@@ -112,7 +116,7 @@ class EnrolmentSession:
             patient_id, np.stack([sample.embedding for sample in best]),
             [f'{source} #{index}' for index in range(len(best))],
             [sample.quality for sample in best], images=[sample.crop for sample in best],
-            replace=replace)
+            masked=[self.masked or sample.masked for sample in best], replace=replace)
 
     def _check_same_person(self, sample):
         if not self.samples:

@@ -173,6 +173,7 @@ class FaceIdNode(LifecycleNode):
         self._load_gallery()
         self._outputs = {
             'patient_id': self.create_lifecycle_publisher(Detection2DArray, 'patient_id', 10),
+            'masks': self.create_lifecycle_publisher(Detection2DArray, 'face_id/masks', 10),
             'gallery_info': self.create_lifecycle_publisher(
                 VisionInfo, 'face_id/gallery_info', LATCHED_QOS),
             'diagnostics': self.create_lifecycle_publisher(DiagnosticArray, '/diagnostics', 10),
@@ -255,6 +256,7 @@ class FaceIdNode(LifecycleNode):
         started = time.perf_counter()
         frame = self._frames.process(msg)
         self._outputs['patient_id'].publish(frame.message)
+        self._outputs['masks'].publish(frame.masks)
         if 'debug_image' in self._outputs:
             self._outputs['debug_image'].publish(
                 ros_image(msg.header, draw_results(frame.image, frame.result)))

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import json
 
 from face_id_ros.core.config import setting
-from face_id_ros.core.patient_id import (Hypothesis, PatientDetection, PENDING,
+from face_id_ros.core.patient_id import (Hypothesis, NO_MASK, PatientDetection, PENDING,
                                          UNKNOWN)
 from face_id_ros.core.ros_messages import stamp_seconds
 
@@ -53,6 +53,11 @@ class GateConfig:
     min_confirmed_frames: int = setting(
         2, 'Consecutive /patient_id frames that must show the same track confirmed as the '
         'patient.', 1, 100)
+    require_unmasked: bool = setting(
+        False, 'Grant only when /face_id/masks shows the face without a mask in the deciding '
+        'frame: for wards that want the face identifier unmasked. Off by default, as the '
+        'wristband is the second identifier and a masked face is confirmed with more '
+        'agreeing frames.')
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,7 @@ class MedicationGate:
         self.wristband = None
         self.model = None
         self.frame = None
+        self._masks = deque(maxlen=EVIDENCE_FRAMES)  # /face_id/masks frames, newest last
         self._streak_key = None
         self._streak_count = 0
         self._streak_stamps = deque(maxlen=EVIDENCE_FRAMES)
@@ -163,6 +169,18 @@ class MedicationGate:
         if key is not None:
             self._streak_count += 1
             self._streak_stamps.append(frame.stamp)
+
+    def observe_masks(self, frame):
+        """Take one /face_id/masks frame (it pairs with the /patient_id frame of its stamp)."""
+        self._masks.append(frame)
+
+    def _mask_of(self, face):
+        """Return the mask call for ``face`` of the newest /patient_id frame (None: unseen)."""
+        for masks in self._masks:
+            if masks.stamp == self.frame.stamp:
+                return next((item.class_id for item in masks.faces
+                             if item.track_id == face.track_id), None)
+        return None
 
     def decide(self, now):
         """Return the Decision for a dispense requested at ``now`` (seconds, node clock)."""
@@ -205,6 +223,10 @@ class MedicationGate:
         if self._streak_count < config.min_confirmed_frames:
             return (f'{face.class_id} confirmed in {self._streak_count} consecutive frame(s), '
                     f'needs {config.min_confirmed_frames}')
+        if config.require_unmasked and self._mask_of(face) != NO_MASK:
+            return (f'{face.class_id} is confirmed, but an unmasked face is required '
+                    f'(require_unmasked) and /face_id/masks shows '
+                    f'{self._mask_of(face) or "nothing for this frame"}')
         if wristband is None:
             return 'no wristband scan'
         if now - wristband.stamp > config.wristband_max_age_s:
@@ -218,7 +240,8 @@ class MedicationGate:
     def _evidence(self, now):
         """Everything the decision looked at, with ages, for the audit log."""
         evidence = {'order': _reading(self.order, now), 'wristband': _reading(self.wristband, now),
-                    'model': None, 'gallery': None, 'face': None}
+                    'model': None, 'gallery': None, 'face': None,
+                    'require_unmasked': self.config.require_unmasked}
         if self.model is not None:
             evidence['model'] = self.model.method
             evidence['gallery'] = {'location': self.model.gallery_location,
@@ -229,7 +252,8 @@ class MedicationGate:
                 'age_s': round(now - self.frame.stamp, 3),
                 'faces_in_view': [{'track': face.track_id,
                                    'hypotheses': [[item.class_id, item.score]
-                                                  for item in face.hypotheses]}
+                                                  for item in face.hypotheses],
+                                   'mask': self._mask_of(face)}
                                   for face in self.frame.faces],
                 'confirmed_frames': self._streak_count,
                 'confirmed_frame_stamps': list(self._streak_stamps),

@@ -60,6 +60,7 @@ class MedicationGateNode(Node):
         self.gate = MedicationGate(stage_config_from_parameters(GateConfig,
                                                                 read_rows(self, rows)))
         self.create_subscription(Detection2DArray, 'patient_id', self._on_faces, 10)
+        self.create_subscription(Detection2DArray, 'face_id/masks', self._on_masks, 10)
         self.create_subscription(VisionInfo, 'face_id/gallery_info', self._on_model_info,
                                  LATCHED_QOS)
         self.create_subscription(String, 'medication/order_patient_id', self._on_order, 10)
@@ -74,6 +75,9 @@ class MedicationGateNode(Node):
 
     def _on_faces(self, msg):
         self.gate.observe(face_frame_from_message(msg))
+
+    def _on_masks(self, msg):
+        self.gate.observe_masks(face_frame_from_message(msg))
 
     def _on_model_info(self, msg):
         self.gate.set_model(model_info_from_message(msg))
