@@ -20,6 +20,7 @@ from conftest import LFW_DIR
 import cv2
 from face_id_ros.cli.parser import main
 from face_id_ros.core.config import PipelineConfig
+from face_id_ros.core.embedding import OnnxEmbedder
 from face_id_ros.core.errors import FaceIdError
 from face_id_ros.core.gallery import Gallery
 from face_id_ros.core.gallery_crypto import KEY_ENV, new_key_text
@@ -27,8 +28,9 @@ from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.core.quality import assess_photo
 from face_id_ros.core.ros_messages import rosbags_typestore
 from face_id_ros.evaluation.bag_eval import (CameraBag, evaluate_bag, FaceRecord, FrameRecord,
-                                             score_visits, summarise)
+                                             score_visits, summarise, summarise_by_mask)
 from face_id_ros.evaluation.labels import Interval, load_labels, save_labels
+from face_id_ros.evaluation.ward_benchmark import load_recipe
 from face_id_ros.evaluation.wardbag import make_ward_bag, Visit, WardRecipe
 import pytest
 from rosbags.rosbag2 import Reader
@@ -204,6 +206,30 @@ def test_visit_outcomes_follow_the_worst_and_then_the_last_decision():
     assert overall['strangers_pending'] == 1
 
 
+def test_masked_and_unmasked_visits_are_summed_up_apart():
+    intervals = [Interval(0.0, 1.0, 'P-0001'), Interval(1.0, 2.0, 'P-0002', masked=True),
+                 Interval(2.0, 3.0, 'stranger', masked=True), Interval(3.0, 4.0, 'nobody'),
+                 Interval(4.0, 5.0, 'P-0003', masked=True), Interval(5.0, 6.0, 'stranger')]
+    timeline = [(0.2, 'confirmed', 'P-0001'), (1.5, 'confirmed', 'P-0002'),
+                (2.5, 'confirmed', 'P-0001'), (3.5, 'confirmed', 'P-0003'),
+                (4.5, 'unknown', None), (5.5, 'unknown', None)]
+    records = [FrameRecord(seconds, seconds + 0.05, 5.0, 5.0, (face(status, patient),))
+               for seconds, status, patient in timeline]
+    visits = score_visits(intervals, records, [index / 10 for index in range(60)])
+    assert [visit['masked'] for visit in visits] == [False, True, True, False, True, False]
+    by_mask = summarise_by_mask(visits)
+    masked, unmasked = by_mask['masked'], by_mask['unmasked']
+    assert (masked['patient_visits'], masked['confirmed_correct']) == (2, 1)
+    assert (masked['stranger_visits'], masked['strangers_confirmed']) == (1, 1)
+    assert masked['confirmed_wrong'] == 1  # the masked stranger named P-0001
+    assert masked['time_to_confirm_s']['median'] == pytest.approx(0.55)
+    assert (unmasked['patient_visits'], unmasked['confirmed_correct']) == (1, 1)
+    assert (unmasked['stranger_visits'], unmasked['strangers_unknown']) == (1, 1)
+    assert unmasked['confirmed_wrong'] == 0  # the empty stretch's confirmation is in neither
+    assert summarise(visits)['confirmed_wrong'] == 2
+    assert not any(key.startswith('empty') for key in masked)
+
+
 def test_eval_bag_command_writes_report_plots_and_bag(tmp_path, tiny_model, portrait, capsys,
                                                       monkeypatch):
     monkeypatch.setenv(KEY_ENV, new_key_text())  # the shipped config encrypts the gallery
@@ -255,3 +281,49 @@ def test_ward_benchmark_runs_end_to_end_on_lfw(tmp_path, teacher_model, capsys):
               if item.is_visit]
     assert sorted(visits) == ['P-0001', 'P-0002', 'stranger']
     assert 'recorded pace' in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not LFW_DIR.is_dir(), reason='../shared LFW is absent')
+def test_masked_ward_benchmark_enrols_masked_templates_and_scores_masked_visits_apart(
+        tmp_path, teacher_model, capsys):
+    recipe = tmp_path / 'recipe.yaml'
+    recipe.write_text(yaml.safe_dump({
+        'patients': 2, 'enrol_photos': 2, 'visits_per_patient': 2, 'strangers': 2,
+        'bag': {'fps': 10.0, 'visit_seconds': [1.0, 1.0], 'gap_seconds': [0.3, 0.3],
+                'masked_share': 0.5, 'seed': 1}}))
+    out = tmp_path / 'bench'
+    assert main(['ward-benchmark', '--lfw', str(LFW_DIR), '--recipe', str(recipe),
+                 '--model', str(teacher_model), '--out', str(out), '--quiet']) == 0
+    summary = json.loads((out / 'report.json').read_text())
+    assert summary['settings']['enrol_masked_templates'] is True  # auto, with masked visits
+    embedder = OnnxEmbedder(teacher_model)
+    with Gallery.open(out / 'gallery.db', embedder.fingerprint, embedder.embedding_size,
+                      create=False) as gallery:
+        snapshot = gallery.snapshot()
+    owners_of_masked = set(snapshot.patient_ids[snapshot.owners[snapshot.masked]])
+    assert snapshot.masked.sum() == summary['masked_templates'] >= 2
+    assert (~snapshot.masked).sum() == 4  # the unmasked templates are those of before
+    assert owners_of_masked <= {'P-0001', 'P-0002'}
+    labels = load_labels(out / 'ward_round.labels.yaml')
+    assert sum(item.masked for item in labels if item.is_patient) == 2  # half of 4 visits
+    assert sum(item.masked for item in labels if item.subject == 'stranger') == 1
+    for pace in ('fast', 'recorded'):
+        report = summary[pace]
+        masked, unmasked = report['by_mask']['masked'], report['by_mask']['unmasked']
+        assert (masked['patient_visits'], masked['stranger_visits']) == (2, 1)
+        assert (unmasked['patient_visits'], unmasked['stranger_visits']) == (2, 1)
+        assert report['overall']['confirmed_wrong'] == 0
+        assert sum(visit['masked'] for visit in report['visits']) == 3
+        assert cv2.imread(str(out / pace / 'timeline.png')) is not None
+    printed = capsys.readouterr().out
+    assert 'masked templates' in printed and '3 masked' in printed
+    assert printed.count('median confirm') == 2  # the masked/unmasked table, once per pace
+
+
+def test_ward_recipe_refuses_a_bad_masked_templates_setting(tmp_path):
+    recipe = tmp_path / 'recipe.yaml'
+    recipe.write_text(yaml.safe_dump({
+        'patients': 2, 'enrol_photos': 2, 'visits_per_patient': 1, 'strangers': 1,
+        'enrol_masked_templates': 'sometimes'}))
+    with pytest.raises(FaceIdError, match='enrol_masked_templates must be true, false or auto'):
+        load_recipe(recipe)

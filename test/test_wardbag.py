@@ -121,13 +121,78 @@ def test_visits_are_planned_with_unused_photos_in_a_seeded_order():
     assert len(set(first_photos)) == 2 and set(first_photos) <= {'a1', 'a2', 'a3'}
 
 
+def test_a_share_of_patient_and_stranger_visits_is_masked_without_changing_the_round():
+    patients = {f'P-{index:04d}': [f'p{index}a', f'p{index}b'] for index in range(1, 11)}
+    strangers = {f's{index}': [f's{index}'] for index in range(10)}
+    plain = plan_visits(patients, strangers, 2, seed=7)
+    masked = plan_visits(patients, strangers, 2, seed=7, masked_share=0.3)
+    assert masked == plan_visits(patients, strangers, 2, seed=7, masked_share=0.3)
+    assert [(visit.subject, visit.photo) for visit in masked] == [
+        (visit.subject, visit.photo) for visit in plain]
+    assert not any(visit.masked for visit in plain)
+    patient_masks = [visit.masked for visit in masked if visit.subject != 'stranger']
+    stranger_masks = [visit.masked for visit in masked if visit.subject == 'stranger']
+    assert (sum(patient_masks), sum(stranger_masks)) == (6, 3)  # 30% of 20 and of 10
+    other_seed = plan_visits(patients, strangers, 2, seed=8, masked_share=0.3)
+    assert [visit.masked for visit in other_seed] != [visit.masked for visit in masked]
+    with pytest.raises(FaceIdError, match='masked_share'):
+        WardRecipe(masked_share=1.5)
+
+
+def test_masked_visits_wear_a_mask_over_mouth_and_nose_in_every_frame(tmp_path, photo):
+    # The same recipe and seed, once masked: the scenes are identical but for the mask.
+    recipe = small_recipe(encoding='bgr8')
+    frames = {}
+    for masked in (False, True):
+        bag = tmp_path / f'masked_{masked}'
+        intervals = make_ward_bag(bag, [Visit('P-0001', str(photo), masked)], recipe,
+                                  progress=False)
+        assert [item.masked for item in intervals] == [False, masked, False]
+        start, _, messages = read_frames(bag)
+        frames[masked] = [(subject_at(intervals, (stamp - start) / 1e9), decode_any(message))
+                          for stamp, message in messages]
+    detector = make_detector(DetectorConfig())
+    visit_frames = 0
+    for (interval, plain), (_, masked) in zip(frames[False], frames[True]):
+        changed = np.abs(plain.astype(np.int16) - masked.astype(np.int16)).max(axis=2) > 40
+        if not interval.is_visit:
+            assert not changed.any()
+            continue
+        faces = detector.detect(plain)
+        if not faces:
+            continue
+        visit_frames += 1
+        (right_eye, left_eye, _, mouth), box = faces[0].landmarks, faces[0].box
+        rows, columns = np.nonzero(changed)
+        face_area = (box[2] - box[0]) * (box[3] - box[1])
+        assert len(rows) > 0.15 * face_area  # a mask, not a few stray pixels
+        # It covers the mouth and lies below the eyes, within the face's width.
+        assert changed[int(mouth[1]), int(mouth[0])]
+        assert np.percentile(rows, 2) > min(right_eye[1], left_eye[1])
+        assert box[0] - 0.1 * (box[2] - box[0]) < np.median(columns) < box[2]
+    assert visit_frames >= 12
+
+
+def test_a_photo_without_a_detectable_face_is_shown_unmasked_and_labelled_so(tmp_path):
+    wall = tmp_path / 'wall.png'
+    cv2.imwrite(str(wall), np.full((250, 250, 3), (150, 170, 180), np.uint8))
+    intervals = make_ward_bag(tmp_path / 'bag', [Visit('stranger', str(wall), True)],
+                              small_recipe(), progress=False)
+    assert [(item.subject, item.masked) for item in intervals] == [
+        ('nobody', False), ('stranger', False), ('nobody', False)]
+
+
 def test_labels_round_trip(tmp_path):
     intervals = parse_labels({'intervals': [
         {'start': 2.0, 'end': 4.5, 'subject': 'P-0042'},
         {'start': 0, 'end': 2.0, 'subject': 'nobody'},
-        {'start': 5.0, 'end': 7.25, 'subject': 'stranger'}]})
+        {'start': 5.0, 'end': 7.25, 'subject': 'stranger', 'masked': True}]})
     assert [item.subject for item in intervals] == ['nobody', 'P-0042', 'stranger']
-    assert load_labels(save_labels(tmp_path / 'labels.yaml', intervals)) == intervals
+    assert [item.masked for item in intervals] == [False, False, True]  # absent: unmasked
+    saved = save_labels(tmp_path / 'labels.yaml', intervals)
+    assert load_labels(saved) == intervals
+    rows = yaml.safe_load(saved.read_text())['intervals']
+    assert [row.get('masked') for row in rows] == [None, False, True]  # per visit
     assert subject_at(intervals, 4.5) is None  # end is exclusive; 4.5-5.0 is unlabelled
     assert subject_at(intervals, 2.0).subject == 'P-0042'
 
@@ -142,6 +207,12 @@ def test_labels_round_trip(tmp_path):
     ({'intervals': [{'start': 0, 'end': 1, 'subject': 'Grace Hopper'}]}, 'neither a patient'),
     ({'intervals': [{'start': 0, 'end': 2, 'subject': 'P-0001'},
                     {'start': 1.5, 'end': 3, 'subject': 'nobody'}]}, 'intervals overlap'),
+    ({'intervals': [{'start': 0, 'end': 1, 'subject': 'P-0001', 'masked': 'yes'}]},
+     'masked: expected true or false'),
+    ({'intervals': [{'start': 0, 'end': 1, 'subject': 'nobody', 'masked': True}]},
+     'nobody can be masked'),
+    ({'intervals': [{'start': 0, 'end': 1, 'subject': 'P-0001', 'mask': True}]},
+     'optionally masked'),
 ])
 def test_bad_labels_are_refused_with_the_reason(mapping, reason):
     with pytest.raises(FaceIdError, match=reason):
@@ -161,15 +232,16 @@ def test_make_ward_bag_command_writes_bag_and_labels(tmp_path, photo, capsys):
     bag = tmp_path / 'round'
     status = main(['make-ward-bag', str(photo.parent.parent), '--out', str(bag),
                    '--visits-per-patient', '2', '--fps', '5', '--encoding', 'bgr8',
-                   '--storage', 'mcap'])
+                   '--storage', 'mcap', '--masked-share', '0.5'])
     assert status == 0
     intervals = load_labels(f'{bag}.labels.yaml')
     assert [item.subject for item in intervals if item.is_visit] == ['P-0001', 'P-0001']
+    assert sorted(item.masked for item in intervals if item.is_visit) == [False, True]
     _, connections, frames = read_frames(bag)
     assert connections[0].topic == '/camera/image_raw'
     assert connections[0].msgtype == 'sensor_msgs/msg/Image'
     assert np.isclose(frames[1][0] - frames[0][0], 2e8)
-    assert '2 visits (0 by strangers)' in capsys.readouterr().out
+    assert '2 visits (0 by strangers, 1 masked)' in capsys.readouterr().out
 
 
 def test_make_ward_bag_refuses_folders_not_named_by_patient_id(tmp_path, photo, capsys):

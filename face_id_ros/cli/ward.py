@@ -14,6 +14,7 @@
 
 """``face-id make-ward-bag``, ``eval-bag`` and ``ward-benchmark``: ward rounds as rosbag2."""
 
+import argparse
 from pathlib import Path
 
 from face_id_ros.cli.options import add_common_options, load_config, open_pipeline, read_config
@@ -62,6 +63,10 @@ def add_commands(commands):
     parser.add_argument('--visits-per-patient', type=int)
     parser.add_argument('--strangers', type=int)
     parser.add_argument('--workers', type=int, help='fast pace: describing processes')
+    parser.add_argument('--enrol-masked-templates', action=argparse.BooleanOptionalAction,
+                        help='also enrol each patient with synthetic masks painted on the '
+                        'enrolment photos (default: as the recipe says; auto: when visits are '
+                        'masked)')
     parser.add_argument('--out', default='ward_benchmark', help='folder for every output')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     add_recipe_arguments(parser)
@@ -77,13 +82,15 @@ def add_recipe_arguments(parser):
                         help='bgr8: sensor_msgs/Image; jpeg: CompressedImage (default)')
     parser.add_argument('--topic', help='camera topic (default /camera/image_raw, '
                         '+/compressed for jpeg)')
+    parser.add_argument('--masked-share', type=float, help='share of the patient visits, and '
+                        'of the stranger visits, that wear a synthetic face mask (default 0)')
     parser.add_argument('--seed', type=int, help='random seed (default 0)')
 
 
 def recipe_from_args(args, mapping=None):
     """Return the WardRecipe of a recipe mapping with the command-line values applied."""
     values = dict(mapping or {})
-    for name in ('fps', 'storage', 'encoding', 'topic', 'seed'):
+    for name in ('fps', 'storage', 'encoding', 'topic', 'masked_share', 'seed'):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     return wardbag.WardRecipe.from_dict(values)
@@ -96,13 +103,14 @@ def run_make_ward_bag(args):
                                   args.photos)
     strangers = identity_folders(args.strangers) if args.strangers else {}
     recipe = recipe_from_args(args)
-    visits = wardbag.plan_visits(patients, strangers, args.visits_per_patient, recipe.seed)
+    visits = wardbag.plan_visits(patients, strangers, args.visits_per_patient, recipe.seed,
+                                 recipe.masked_share)
     intervals = wardbag.make_ward_bag(args.out, visits, recipe)
     labels = args.labels or f'{Path(args.out)}.labels.yaml'
     save_labels(labels, intervals)
-    print(f'wrote {args.out}: {len(visits)} visits ({len(strangers)} by strangers), '
-          f'{recipe.storage}, {recipe.msgtype} on {recipe.camera_topic} at {recipe.fps:g} '
-          f'frames/s; labels {labels}')
+    print(f'wrote {args.out}: {len(visits)} visits ({len(strangers)} by strangers, '
+          f'{wardbag.masks_worn(visits, intervals)}), {recipe.storage}, {recipe.msgtype} on '
+          f'{recipe.camera_topic} at {recipe.fps:g} frames/s; labels {labels}')
     return 0
 
 
@@ -120,6 +128,9 @@ def run_ward_benchmark(args):
     settings = {name: getattr(args, name) if getattr(args, name) is not None else recipe[name]
                 for name in ward_benchmark.SETTINGS}
     bag_recipe = recipe_from_args(args, recipe.get('bag'))
+    settings['enrol_masked_templates'] = (recipe['enrol_masked_templates']
+                                          if args.enrol_masked_templates is None
+                                          else args.enrol_masked_templates)
     ward_benchmark.run_ward_benchmark(load_config(args), args.lfw, settings, bag_recipe,
                                       args.out, not args.quiet)
     return 0

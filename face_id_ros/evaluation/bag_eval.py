@@ -28,6 +28,8 @@ a patient or a stranger in view) is scored:
 - ``unknown`` / ``pending``: never confirmed, and the visit's last processed face was
   ``unknown`` (matches nobody) or still ``pending`` (a visit with no face found is pending).
 
+Visits the labels mark as masked are also summed up apart from the unmasked ones.
+
 Time to confirm runs from the visit's first frame to the moment the confirming frame's result
 was ready: its recorded time plus its processing latency (fast), or the replay clock when the
 worker finished it (recorded). The real-time factor is the recorded duration over the time
@@ -392,7 +394,7 @@ def _score_interval(index, interval, inside, processed):
         outcome = 'pending'
     first = float(inside[0]) if len(inside) else interval.start
     return {
-        'index': index, 'subject': interval.subject,
+        'index': index, 'subject': interval.subject, 'masked': interval.masked,
         'start': interval.start, 'end': interval.end,
         'frames': int(len(inside)), 'processed': len(processed),
         'frames_with_face': len(with_face),
@@ -430,6 +432,16 @@ def summarise(visits):
         'empty_stretches': len(empty), 'empty_stretches_confirmed': count(empty, 'wrong'),
         'time_to_confirm_s': _spread(times, 3),
     }
+
+
+def summarise_by_mask(visits):
+    """Summarise the masked and the unmasked visits apart (empty stretches are neither)."""
+    groups = {'unmasked': [item for item in visits
+                           if item['subject'] != NOBODY and not item['masked']],
+              'masked': [item for item in visits if item['masked']]}
+    return {name: {key: value for key, value in summarise(items).items()
+                   if not key.startswith('empty_stretches')}
+            for name, items in groups.items()}
 
 
 def _spread(values, digits):
@@ -478,6 +490,7 @@ def evaluate_bag(bag, intervals, pipeline, pace='fast', output_bag=None, progres
                                                           for record in records])), 2)
                             for stage in (records[0].stage_ms if records else ())},
         'overall': summarise(visits),
+        'by_mask': summarise_by_mask(visits),
         'visits': [item for item in visits if item['subject'] != NOBODY],
         'empty_stretches_confirmed': [item for item in visits
                                       if item['subject'] == NOBODY
@@ -510,7 +523,8 @@ def write_outputs(out, report, records, intervals):
                 if record.faces]
     labelled = [(record, interval.subject) for record, interval in labelled if interval]
     title = f'{Path(report["bag"]).name}, {report["pace"]} pace, {report["model"]}'
-    plots.plot_ward_timeline([(item.start, item.end, item.subject) for item in intervals],
+    plots.plot_ward_timeline([(item.start, item.end, item.subject, item.masked)
+                              for item in intervals],
                              [(record.seconds, frame_outcome(record, subject))
                               for record, subject in labelled],
                              out / 'timeline.png', f'Who was in view, what was published: '
@@ -559,6 +573,9 @@ def print_report(report):
           f'{overall["strangers_pending"]}')
     if confirm['median'] is not None:
         print(f'  time to confirm: median {confirm["median"]:.2f} s, p95 {confirm["p95"]:.2f} s')
+    if report['by_mask']['masked']['patient_visits'] or \
+            report['by_mask']['masked']['stranger_visits']:
+        print_mask_table(report['by_mask'])
     latency = report['latency_ms']
     if latency['median'] is not None:
         print(f'  latency per frame: median {latency["median"]:.1f} ms, p95 '
@@ -567,6 +584,21 @@ def print_report(report):
               f'real-time factor {report["real_time_factor"]:.2f}')
         print('  median ms per stage: ' + ', '.join(
             f'{stage} {value:.1f}' for stage, value in report['stage_median_ms'].items()))
+
+
+def print_mask_table(by_mask):
+    """Print confirmed correct and wrong, strangers named, time to confirm: masked or not."""
+    print(f'  {"visits":<9} {"patients":>8} {"confirmed":>15} {"wrong":>5} '
+          f'{"strangers":>9} {"named":>5} {"median confirm":>14}')
+    for name, group in by_mask.items():
+        rate = group['confirmed_correct_rate']
+        confirmed = f'{group["confirmed_correct"]}' + (
+            f' ({100 * rate:.1f}%)' if rate is not None else '')
+        median = group['time_to_confirm_s']['median']
+        print(f'  {name:<9} {group["patient_visits"]:>8} {confirmed:>15} '
+              f'{group["patients_confirmed_wrong"]:>5} {group["stranger_visits"]:>9} '
+              f'{group["strangers_confirmed"]:>5} '
+              f'{"-" if median is None else f"{median:.2f} s":>14}')
 
 
 def eval_bag(pipeline, enrolled, bag, labels, out='eval_bag', topic=None, pace='fast',

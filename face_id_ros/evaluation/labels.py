@@ -20,13 +20,14 @@ A labels file is YAML with one key, ``intervals``: a list of ``{start, end, subj
 timestamp of any message, the zero of ``ros2 bag info``, rqt_bag and Foxglove); an interval
 holds the camera frames received at ``start <= t < end``. ``subject`` is the enrolled
 patient's id (e.g. ``P-0042``), ``stranger`` (a person who is not enrolled) or ``nobody``.
+A visit may say ``masked: true`` when the person in view wears a face mask (absent: false).
 Intervals must not overlap; frames outside every interval are not scored::
 
     intervals:
       - {start: 0.0, end: 1.5, subject: nobody}
-      - {start: 1.5, end: 5.2, subject: P-0042}
+      - {start: 1.5, end: 5.2, subject: P-0042, masked: false}
       - {start: 5.2, end: 6.8, subject: nobody}
-      - {start: 6.8, end: 10.1, subject: stranger}
+      - {start: 6.8, end: 10.1, subject: stranger, masked: true}
 """
 
 from dataclasses import dataclass
@@ -43,11 +44,12 @@ NOBODY = 'nobody'
 
 @dataclass(frozen=True)
 class Interval:
-    """Seconds since the bag's start, ``start <= t < end``, and who is in view."""
+    """Seconds since the bag's start, ``start <= t < end``, who is in view, masked or not."""
 
     start: float
     end: float
     subject: str
+    masked: bool = False
 
     @property
     def is_visit(self):
@@ -95,8 +97,8 @@ def load_labels(path, id_pattern=GalleryConfig().id_pattern):
 
 def save_labels(path, intervals):
     """Write intervals as a labels YAML file (times rounded to the millisecond)."""
-    rows = [{'start': round(item.start, 3), 'end': round(item.end, 3),
-             'subject': item.subject} for item in intervals]
+    rows = [{'start': round(item.start, 3), 'end': round(item.end, 3), 'subject': item.subject,
+             **({'masked': item.masked} if item.is_visit else {})} for item in intervals]
     with open(path, 'w', encoding='utf-8') as stream:
         stream.write('# face_id_ros ward-round labels: seconds since the start of the bag, '
                      'start <= t < end\n')
@@ -114,9 +116,11 @@ def subject_at(intervals, seconds):
 
 
 def _interval(item, where, pattern):
-    if not isinstance(item, dict) or set(item) != {'start', 'end', 'subject'}:
+    if not isinstance(item, dict) or not (
+            {'start', 'end', 'subject'} <= set(item) <= {'start', 'end', 'subject', 'masked'}):
         found = sorted(item) if isinstance(item, dict) else repr(item)
-        raise FaceIdError(f'{where}: expected the keys start, end and subject, got {found}')
+        raise FaceIdError(f'{where}: expected the keys start, end, subject and optionally '
+                          f'masked, got {found}')
     start, end = (_seconds(item[key], f'{where}.{key}') for key in ('start', 'end'))
     if end <= start:
         raise FaceIdError(f'{where}: end {end} must be after start {start}')
@@ -125,7 +129,12 @@ def _interval(item, where, pattern):
             subject in (STRANGER, NOBODY) or pattern.fullmatch(subject)):
         raise FaceIdError(f'{where}: subject {subject!r} is neither a patient id matching '
                           f'{pattern.pattern!r} nor "{STRANGER}" nor "{NOBODY}"')
-    return Interval(start, end, subject)
+    masked = item.get('masked', False)
+    if not isinstance(masked, bool):
+        raise FaceIdError(f'{where}.masked: expected true or false, got {masked!r}')
+    if masked and subject == NOBODY:
+        raise FaceIdError(f'{where}: nobody is in view, so nobody can be masked')
+    return Interval(start, end, subject, masked)
 
 
 def _seconds(value, where):

@@ -79,16 +79,18 @@ def plot_ward_timeline(spans, decisions, path, title):
     """
     Draw who was in view (top row) against what was published (bottom row) over time.
 
-    ``spans`` are ``(start, end, subject)`` in seconds; ``decisions`` are ``(seconds,
-    outcome)`` per processed frame with a face, outcome one of ``DECISION_COLOURS``.
+    ``spans`` are ``(start, end, subject, masked)`` in seconds; a masked visit is hatched
+    and labelled so. ``decisions`` are ``(seconds, outcome)`` per processed frame with a
+    face, outcome one of ``DECISION_COLOURS``.
     """
     figure, axes = _new_figure(TIMELINE_SIZE_INCHES)
-    for start, end, subject in spans:
+    for start, end, subject, masked in spans:
         colour = SUBJECT_COLOURS.get(subject, SUBJECT_COLOURS['patient'])
-        axes.broken_barh([(start, end - start)], (1.1, 0.8), color=colour)
+        axes.broken_barh([(start, end - start)], (1.1, 0.8), facecolor=colour,
+                         hatch='////' if masked else None, edgecolor='white', linewidth=0)
         if subject != 'nobody':
-            axes.text((start + end) / 2, 2.0, subject, rotation=90, fontsize=6,
-                      ha='center', va='bottom')
+            axes.text((start + end) / 2, 2.0, f'{subject} (masked)' if masked else subject,
+                      rotation=90, fontsize=6, ha='center', va='bottom')
     for outcome, colour in DECISION_COLOURS.items():
         times = [seconds for seconds, kind in decisions if kind == outcome]
         axes.vlines(times, 0.1, 0.9, color=colour, linewidth=0.6,

@@ -17,7 +17,11 @@ From LFW photos to ward-round numbers in one call (``face-id ward-benchmark``).
 
 It enrols some LFW people as patients through the enrolment quality gate (the code path of
 ``face-id enroll``), synthesises a ward round in which they visit (with photos not used for
-enrolment) along with strangers, and replays it at both paces. The recipe
+enrolment) along with strangers, and replays it at both paces. When a share of the visits
+wears synthetic masks (the bag's ``masked_share``), each patient can also be enrolled with
+masked templates: the same synthetic masks painted on their enrolment photos, put through
+the quality gate again and stored as masked; masked and unmasked visits are scored apart.
+The recipe
 (``config/ward_benchmark.yaml``) and the seed make the bag reproducible, so only the recipe
 is committed.
 """
@@ -33,6 +37,8 @@ from face_id_ros.core.image_files import identity_folders, read_image
 import numpy as np
 
 SETTINGS = ('patients', 'enrol_photos', 'visits_per_patient', 'strangers', 'workers')
+# true, false, or auto: masked templates exactly when some visits are masked.
+MASKED_TEMPLATES = 'enrol_masked_templates'
 
 
 def load_recipe(path=None):
@@ -40,13 +46,18 @@ def load_recipe(path=None):
     from face_id_ros.core.resources import package_share_file
     path = path or package_share_file('config/ward_benchmark.yaml')
     recipe = read_yaml(path, 'ward benchmark recipe') or {}
-    unknown = sorted(set(recipe) - set(SETTINGS) - {'bag'})
+    known = [*SETTINGS, MASKED_TEMPLATES, 'bag']
+    unknown = sorted(set(recipe) - set(known))
     if unknown:
-        raise ConfigError(f'{path}: unknown key(s) {unknown}; known: {[*SETTINGS, "bag"]}')
+        raise ConfigError(f'{path}: unknown key(s) {unknown}; known: {known}')
     recipe.setdefault('workers', 1)
+    recipe.setdefault(MASKED_TEMPLATES, 'auto')
     for name in SETTINGS:
         if not isinstance(recipe.get(name), int) or recipe[name] < 0:
             raise ConfigError(f'{path}: {name} must be a whole number >= 0')
+    if recipe[MASKED_TEMPLATES] not in (True, False, 'auto'):
+        raise ConfigError(f'{path}: {MASKED_TEMPLATES} must be true, false or auto, got '
+                          f'{recipe[MASKED_TEMPLATES]!r}')
     return recipe
 
 
@@ -55,15 +66,17 @@ def enrol_patients(pipeline, gallery, people, settings, seed, progress=True):
     Enrol ``patients`` people with ``enrol_photos`` photos that pass the quality gate each.
 
     People are tried in a seeded random order among those with enough photos; a person
-    whose photos fail the gate is passed over. Returns ({patient id: photos left for
-    visits}, the set of enrolled people's names).
+    whose photos fail the gate is passed over. With ``enrol_masked_templates`` each patient
+    also gets the masked templates of ``add_masked_templates``. Returns ({patient id: photos left
+    for visits}, the set of enrolled people's names, the number of masked templates).
     """
     from tqdm import tqdm
     from face_id_ros.core.quality import assess_photo
     random = np.random.default_rng([seed, 10])
     needed = settings['enrol_photos'] + settings['visits_per_patient']
     eligible = sorted(name for name, photos in people.items() if len(photos) >= needed)
-    visit_photos, enrolled = {}, set()
+    visit_photos, enrolled, masked_count = {}, set(), 0
+    mask_random = np.random.default_rng([seed, 12])  # apart: masks change nobody's photos
     bar = tqdm(total=settings['patients'], desc='enrol', unit='patient',
                disable=not progress)
     for name in random.permutation(eligible):
@@ -84,7 +97,11 @@ def enrol_patients(pipeline, gallery, people, settings, seed, progress=True):
         patient_id = f'P-{len(visit_photos) + 1:04d}'
         gallery.add_templates(patient_id, [sample.embedding for _, sample in samples],
                               [str(photo) for photo, _ in samples],
-                              [sample.quality for _, sample in samples])
+                              [sample.quality for _, sample in samples],
+                              masked=[sample.masked for _, sample in samples])  # as enroll
+        if settings[MASKED_TEMPLATES]:
+            masked_count += add_masked_templates(pipeline, gallery, patient_id,
+                                                 [photo for photo, _ in samples], mask_random)
         visit_photos[patient_id] = [str(photo) for photo in photos[used:]]
         enrolled.add(name)
         bar.update()
@@ -93,7 +110,35 @@ def enrol_patients(pipeline, gallery, people, settings, seed, progress=True):
         raise FaceIdError(f'only {len(visit_photos)} people have {settings["enrol_photos"]} '
                           f'photos passing the quality gate and {settings["visits_per_patient"]}'
                           ' more for visits')
-    return visit_photos, enrolled
+    return visit_photos, enrolled, masked_count
+
+
+def add_masked_templates(pipeline, gallery, patient_id, photos, random):
+    """
+    Enrol ``patient_id`` from ``photos`` with a synthetic mask painted on; return how many.
+
+    The mask is painted where the detector finds the face in each (accepted) enrolment photo,
+    and the masked photo goes through the quality gate again, as a patient enrolling with a
+    mask on would (``enroll --masked``: stored as masked whatever the model says); a photo
+    whose masked face the gate refuses is left out.
+    """
+    from face_id_ros.core.quality import assess_photo
+    from face_id_ros.evaluation.wardbag import mask_face
+    samples = []
+    for photo in photos:
+        image = read_image(photo)
+        faces = pipeline.describe(image).faces
+        try:
+            samples.append((photo, assess_photo(mask_face(image, faces[0], random), pipeline,
+                                                pipeline.config.quality)))
+        except EnrolmentRejected:
+            pass
+    if samples:
+        gallery.add_templates(patient_id, [sample.embedding for _, sample in samples],
+                              [f'{photo} (synthetic mask)' for photo, _ in samples],
+                              [sample.quality for _, sample in samples],
+                              masked=[True] * len(samples))
+    return len(samples)
 
 
 def run_ward_benchmark(config, lfw, settings, bag_recipe, out='ward_benchmark', progress=True):
@@ -101,16 +146,16 @@ def run_ward_benchmark(config, lfw, settings, bag_recipe, out='ward_benchmark', 
     Enrol, synthesise, replay at both paces; print and save the numbers.
 
     ``config`` is the pipeline's (its gallery is made in ``out``), ``lfw`` holds
-    images/<person>/, ``settings`` maps every name of SETTINGS to its value and
-    ``bag_recipe`` is the ward round's WardRecipe. Returns the summary written to
-    ``out``/report.json.
+    images/<person>/, ``settings`` maps every name of SETTINGS and MASKED_TEMPLATES to its
+    value (``auto`` is decided by the bag's masked share) and ``bag_recipe`` is the ward
+    round's WardRecipe. Returns the summary written to ``out``/report.json.
     """
     from face_id_ros.core.gallery import Gallery
     from face_id_ros.core.pipeline import Pipeline
     from face_id_ros.evaluation.bag_eval import (CameraBag, evaluate_bag, fresh_output_bag,
                                                  print_report, write_outputs)
     from face_id_ros.evaluation.labels import save_labels
-    from face_id_ros.evaluation.wardbag import make_ward_bag, plan_visits
+    from face_id_ros.evaluation.wardbag import make_ward_bag, masks_worn, plan_visits
     out = Path(out)
     bag_path, gallery_path = out / 'ward_round', out / 'gallery.db'
     _clear(out, bag_path, gallery_path)
@@ -118,22 +163,25 @@ def run_ward_benchmark(config, lfw, settings, bag_recipe, out='ward_benchmark', 
     config = config.replace(gallery={'path': str(gallery_path), 'encryption': 'off'})
     pipeline = Pipeline(config)
     people = identity_folders(Path(lfw) / 'images')
+    if settings[MASKED_TEMPLATES] == 'auto':
+        settings = {**settings, MASKED_TEMPLATES: bag_recipe.masked_share > 0}
     with Gallery.from_config(config.gallery, pipeline.embedder.fingerprint,
                              pipeline.embedder.embedding_size) as gallery:
-        visit_photos, enrolled = enrol_patients(pipeline, gallery, people, settings,
-                                                bag_recipe.seed, progress)
+        visit_photos, enrolled, masked_templates = enrol_patients(
+            pipeline, gallery, people, settings, bag_recipe.seed, progress)
         pipeline.set_gallery(gallery.snapshot())
     random = np.random.default_rng([bag_recipe.seed, 11])
     others = sorted(set(people) - enrolled)
     strangers = {name: people[name] for name in
                  random.choice(others, min(settings['strangers'], len(others)), replace=False)}
     visits = plan_visits(visit_photos, strangers, settings['visits_per_patient'],
-                         bag_recipe.seed)
+                         bag_recipe.seed, bag_recipe.masked_share)
     intervals = make_ward_bag(bag_path, visits, bag_recipe, progress=progress)
     save_labels(out / 'ward_round.labels.yaml', intervals)
     print(f'ward round: {settings["patients"]} patients enrolled from '
-          f'{settings["enrol_photos"]} photos each, {len(visits) - len(strangers)} patient '
-          f'visits and {len(strangers)} stranger visits, {bag_recipe.storage} '
+          f'{settings["enrol_photos"]} photos each (+ {masked_templates} masked templates), '
+          f'{len(visits) - len(strangers)} patient visits and {len(strangers)} stranger '
+          f'visits ({masks_worn(visits, intervals)}), {bag_recipe.storage} '
           f'{bag_recipe.msgtype} at {bag_recipe.fps:g} frames/s (seed {bag_recipe.seed})')
     bag = CameraBag(bag_path)
     reports = {}
@@ -144,7 +192,8 @@ def run_ward_benchmark(config, lfw, settings, bag_recipe, out='ward_benchmark', 
         write_outputs(out / pace, report, records, intervals)
         print_report(report)
         reports[pace] = report
-    summary = {'settings': settings, 'bag': dataclasses.asdict(bag_recipe), **reports}
+    summary = {'settings': settings, 'masked_templates': masked_templates,
+               'bag': dataclasses.asdict(bag_recipe), **reports}
     (out / 'report.json').write_text(json.dumps(summary, indent=2))
     print(f'  reports, plots, labels, gallery and bags in {out}/')
     return summary

@@ -21,12 +21,17 @@ dimmed ward, growing from a 90 px to a 220 px face (BlazeFace short range finds 
 from about 90 px in 640x480, 60% of them at 60 px), drifting and swaying, rolling a few
 degrees, under changing light, with motion blur on some frames, a hand or cup hiding part of
 the face for a while, and sensor noise. Empty frames separate the visits; strangers visit
-too. Everything is drawn from one seed, so a benchmark bag can be rebuilt exactly.
+too. A share of the visits (``masked_share``, patients and strangers alike) wears a face mask,
+painted on the photo at the detected face's landmarks (evaluation.synthetic_masks) before the
+photo is pasted, so it follows the face through every frame of the visit; the labels say
+which visits were masked. Everything is drawn from one seed, so a benchmark bag can be
+rebuilt exactly.
 
 Bags are written with ``rosbags`` and their ``metadata.yaml`` rewritten in version 5, the
 newest that Humble's ``ros2 bag play`` reads (Jazzy reads it too).
 """
 
+import dataclasses
 from dataclasses import dataclass, fields
 import os
 from pathlib import Path
@@ -66,6 +71,7 @@ class WardRecipe:
     topic: str = ''
     frame_id: str = 'camera_color_optical_frame'
     jpeg_quality: int = 90
+    masked_share: float = 0.0  # of the patient visits and of the strangers': masks on
     seed: int = 0
 
     def __post_init__(self):
@@ -83,6 +89,8 @@ class WardRecipe:
             raise ConfigError(f'encoding must be bgr8 or jpeg, got {self.encoding!r}')
         if self.storage not in ('sqlite3', 'mcap'):
             raise ConfigError(f'storage must be sqlite3 or mcap, got {self.storage!r}')
+        if not 0.0 <= self.masked_share <= 1.0:
+            raise ConfigError(f'masked_share must be within 0..1, got {self.masked_share}')
 
     @classmethod
     def from_dict(cls, mapping, source='recipe'):
@@ -110,19 +118,22 @@ class WardRecipe:
 
 @dataclass(frozen=True)
 class Visit:
-    """One person in front of the camera: a patient id or ``stranger``, and their photo."""
+    """One person in front of the camera: a patient id or ``stranger``, their photo, a mask."""
 
     subject: str
     photo: str
+    masked: bool = False
 
 
-def plan_visits(patients, strangers, visits_per_patient, seed):
+def plan_visits(patients, strangers, visits_per_patient, seed, masked_share=0.0):
     """
     Return the visits of a round in a seeded random order.
 
     ``patients`` maps patient ids to photos that were not used for enrolment; each patient
     visits ``visits_per_patient`` times, with a different photo while there are any.
-    ``strangers`` maps names to photos; each stranger visits once.
+    ``strangers`` maps names to photos; each stranger visits once. ``masked_share`` of the
+    patient visits and the same share of the stranger visits (rounded) wear a mask; the
+    visits, their photos and their order are those of the same round without masks.
     """
     random = np.random.default_rng([seed, 1])
     visits = []
@@ -132,7 +143,19 @@ def plan_visits(patients, strangers, visits_per_patient, seed):
                    for index in range(visits_per_patient)]
     visits += [Visit(STRANGER, photos[random.integers(len(photos))])
                for _, photos in sorted(strangers.items())]
-    return [visits[index] for index in random.permutation(len(visits))]
+    visits = [visits[index] for index in random.permutation(len(visits))]
+    return _put_masks_on(visits, masked_share, np.random.default_rng([seed, 4]))
+
+
+def _put_masks_on(visits, share, random):
+    """Mask ``share`` of the patient visits and of the stranger visits, drawn at random."""
+    chosen = set()
+    for is_stranger in (False, True):
+        group = [index for index, visit in enumerate(visits)
+                 if (visit.subject == STRANGER) == is_stranger]
+        chosen.update(random.permutation(group)[:round(share * len(group))].tolist())
+    return [dataclasses.replace(visit, masked=index in chosen)
+            for index, visit in enumerate(visits)]
 
 
 def make_ward_bag(bag_path, visits, recipe, progress=True):
@@ -141,7 +164,8 @@ def make_ward_bag(bag_path, visits, recipe, progress=True):
 
     Frames are ``recipe.fps`` apart from FIRST_STAMP_NS; each interval runs from half a frame
     before its first frame to half a frame before the next interval's, so every frame falls
-    clearly inside one interval.
+    clearly inside one interval. A masked visit whose photo shows no face the detector finds
+    cannot be masked: it is shown unmasked and its interval says so.
     """
     from tqdm import tqdm
     from face_id_ros.core.config import DetectorConfig
@@ -169,7 +193,10 @@ def make_ward_bag(bag_path, visits, recipe, progress=True):
         connection = writer.add_connection(recipe.camera_topic, recipe.msgtype)
         for index, (subject, visit, count) in enumerate(segments):
             scene_random = np.random.default_rng([recipe.seed, 3, index])
-            scene = (VisitScene(cutouts[visit.photo], size, recipe, noise, scene_random)
+            cutout = cutouts[visit.photo] if visit else None
+            if visit and visit.masked and cutout.face:
+                cutout = masked_cutout(cutout, np.random.default_rng([recipe.seed, 4, index]))
+            scene = (VisitScene(cutout, size, recipe, noise, scene_random)
                      if visit else EmptyScene(size, noise, scene_random))
             for frame_index in range(count):
                 frame = scene.render(background, frame_index / max(count - 1, 1))
@@ -178,9 +205,18 @@ def make_ward_bag(bag_path, visits, recipe, progress=True):
                     writer.typestore, frame, stamp_ns, recipe))
                 bar.update()
             intervals.append(Interval(max(0.0, (first - 0.5) / recipe.fps),
-                                      (first + count - 0.5) / recipe.fps, subject))
+                                      (first + count - 0.5) / recipe.fps, subject,
+                                      bool(cutout and cutout.masked)))
             first += count
     return intervals
+
+
+def masks_worn(visits, intervals):
+    """Say how many visits wear a mask, and how many could not (no face found to paint on)."""
+    planned = sum(visit.masked for visit in visits)
+    worn = sum(interval.masked for interval in intervals)
+    return f'{worn} masked' + (f', {planned - worn} unmasked for want of a detected face'
+                               if planned > worn else '')
 
 
 def image_message(typestore, frame, stamp_ns, recipe):
@@ -290,12 +326,39 @@ def ward_background(size, random):
 
 @dataclass
 class Cutout:
-    """A photo ready to paste: pixels, feathered head-and-shoulders alpha, face centre, width."""
+    """
+    A photo ready to paste: pixels, feathered head-and-shoulders alpha, face centre, width.
+
+    ``face`` is the detected Face in the photo's pixels (None when none was found, so the
+    photo cannot be masked); ``masked`` whether a mask is painted on the pixels.
+    """
 
     pixels: np.ndarray
     alpha: np.ndarray
     centre: tuple
     face_width: float
+    face: object = None
+    masked: bool = False
+
+
+def masked_cutout(cutout, random):
+    """Return the cutout with a synthetic mask painted on its face (``random`` draws it)."""
+    return dataclasses.replace(cutout, pixels=mask_face(cutout.pixels, cutout.face, random),
+                               masked=True)
+
+
+def mask_face(image, face, random):
+    """
+    Return a copy of a BGR photo with a synthetic mask on ``face`` (a detector Face).
+
+    The detector's landmarks (BlazeFace's four or YuNet's five) are mapped onto the ArcFace
+    112 frame the mask is drawn in through the points they correspond to there.
+    """
+    from face_id_ros.core.alignment import detector_template
+    from face_id_ros.core.model_metadata import ARCFACE_TEMPLATE_112
+    from face_id_ros.evaluation.synthetic_masks import paint_mask
+    return paint_mask(image, face.landmarks, random,
+                      detector_template(face.landmark_set, ARCFACE_TEMPLATE_112))
 
 
 def load_cutout(path, detector):
@@ -313,13 +376,15 @@ def load_cutout(path, detector):
             (item.box[:2] + item.box[2:]) / 2 - middle))
         centre = tuple(float(value) - pad for value in (face.box[:2] + face.box[2:]) / 2)
         face_width = float(face.box[2] - face.box[0])
+        face = dataclasses.replace(face, box=face.box - pad, landmarks=face.landmarks - pad)
     else:
         centre, face_width = (width / 2, height / 2), PHOTO_FACE_FRACTION * width
+        face = None
     alpha = np.zeros((height, width), np.float32)
     cv2.ellipse(alpha, (int(centre[0]), int(centre[1] + 0.25 * face_width)),
                 (int(0.95 * face_width), int(1.45 * face_width)), 0, 0, 360, 1.0, -1)
     alpha = cv2.GaussianBlur(alpha, (0, 0), 0.12 * face_width)
-    return Cutout(image, alpha, centre, face_width)
+    return Cutout(image, alpha, centre, face_width, face)
 
 
 class EmptyScene:
