@@ -29,12 +29,29 @@ import numpy as np
 
 @dataclass
 class FaceBatch:
-    """The faces of one frame: detections, aligned crops and embeddings, in one order."""
+    """
+    The faces of one frame: detections, and the aligned crops and embeddings of some.
+
+    ``rows`` are the faces that were aligned and embedded, in the order of ``crops``,
+    ``embeddings`` and ``mask_probabilities`` (NaN where the model cannot tell); None: all.
+    """
 
     faces: list
     crops: np.ndarray
     embeddings: np.ndarray
+    mask_probabilities: np.ndarray
     timings_ms: dict = field(default_factory=dict)
+    rows: tuple | None = None
+
+    @property
+    def embedded_rows(self):
+        """Return the faces the embeddings belong to, in their order."""
+        return tuple(range(len(self.faces))) if self.rows is None else self.rows
+
+    def masks(self, threshold):
+        """Return each face's ``(mask probability, masked)``; masked is None when unknown."""
+        return [(float(chance), None if np.isnan(chance) else bool(chance >= threshold))
+                for chance in self.mask_probabilities]
 
 
 @dataclass
@@ -76,16 +93,26 @@ class Pipeline:
     def describe(self, image):
         """Detect, align and embed every face of a BGR frame (no matching, no tracking)."""
         timings = {}
+        faces = self._detect(image, timings)
+        return self._embed(image, faces, None, timings)
+
+    def _detect(self, image, timings):
         started = time.perf_counter()
         faces = self.detector.detect(image)
         timings['detect'] = _elapsed_ms(started)
+        return faces
+
+    def _embed(self, image, faces, rows, timings):
+        """Align and embed the faces ``rows`` (None: all); return the frame's FaceBatch."""
+        chosen = faces if rows is None else [faces[row] for row in rows]
         started = time.perf_counter()
-        crops = self.align(image, [face.landmarks for face in faces])
+        crops = self.align(image, [face.landmarks for face in chosen])
         timings['align'] = _elapsed_ms(started)
         started = time.perf_counter()
-        embeddings = self.embedder.embed(crops)
+        embeddings, mask_probabilities = self.embedder.embed_and_mask(crops)
         timings['embed'] = _elapsed_ms(started)
-        return FaceBatch(faces, crops, embeddings, timings)
+        return FaceBatch(faces, crops, embeddings, mask_probabilities, timings,
+                         None if rows is None else tuple(rows))
 
     def align(self, image, landmark_sets):
         """Return the aligned crops ``(N, H, W, 3)`` for the detector's landmark sets."""
@@ -95,23 +122,55 @@ class Pipeline:
         return np.stack(crops) if crops else np.zeros((0, height, width, 3), np.uint8)
 
     def process(self, image, stamp):
-        """Run every stage on one frame with its stamp (seconds); return a FrameResult."""
-        return self.conclude(self.describe(image), stamp)
+        """
+        Run every stage on one frame with its stamp (seconds); return a FrameResult.
+
+        Only the faces the tracker asks for are aligned and embedded (a confirmed face that
+        looks unchanged carries its last embedding until its re-check).
+        """
+        timings, snapshot = {}, self.snapshot
+        faces = self._detect(image, timings)
+        started = time.perf_counter()
+        plan = self.tracker.plan(stamp, _boxes(faces), [face.landmarks for face in faces],
+                                 snapshot.revision)
+        planned_ms = _elapsed_ms(started)
+        batch = self._embed(image, faces, plan.fresh_rows, timings)
+        return self._conclude(batch, stamp, plan, snapshot, planned_ms)
 
     def conclude(self, batch, stamp):
         """
         Match and track one frame's described faces; return a FrameResult.
 
         ``describe`` needs no state, so replays may run it in worker processes; ``conclude``
-        holds the tracker and must see the frames in order.
+        holds the tracker and must see the frames in order. The tracker's plan decides which
+        of the embeddings count, exactly as in ``process``.
         """
         snapshot = self.snapshot
         started = time.perf_counter()
-        matches = match(batch.embeddings, snapshot, self.config.matcher, self.threshold)
-        boxes = np.array([face.box for face in batch.faces], np.float32).reshape(-1, 4)
-        tracked = self.tracker.update(stamp, boxes, matches)
-        timings = {**batch.timings_ms, 'match': _elapsed_ms(started)}
+        plan = self.tracker.plan(stamp, _boxes(batch.faces),
+                                 [face.landmarks for face in batch.faces], snapshot.revision)
+        return self._conclude(batch, stamp, plan, snapshot, _elapsed_ms(started))
+
+    def _conclude(self, batch, stamp, plan, snapshot, planned_ms):
+        """Match the planned faces' embeddings, track every face; 'match' includes the plan."""
+        started = time.perf_counter()
+        masks = batch.masks(self.embedder.metadata.mask_threshold)
+        masked = None if not self.embedder.has_mask_output else [flag for _, flag in masks]
+        matched = match(batch.embeddings, snapshot, self.config.matcher, self.threshold,
+                        masked)
+        matches = [None] * len(batch.faces)
+        face_masks = [(float('nan'), None)] * len(batch.faces)
+        for row, face_match, mask in zip(batch.embedded_rows, matched, masks):
+            if plan.fresh[row]:
+                matches[row], face_masks[row] = face_match, mask
+        boxes = _boxes(batch.faces)
+        tracked = self.tracker.update(stamp, boxes, matches, face_masks, plan)
+        timings = {**batch.timings_ms, 'match': planned_ms + _elapsed_ms(started)}
         return FrameResult(stamp, tracked, list(boxes), timings, snapshot.revision)
+
+
+def _boxes(faces):
+    return np.array([face.box for face in faces], np.float32).reshape(-1, 4)
 
 
 def _elapsed_ms(started):

@@ -18,11 +18,19 @@ Face tracks and the temporal policy that turns per-frame matches into identities
 Faces are followed across frames by box overlap. Each track keeps its recent per-frame
 decisions; a patient is confirmed only when enough recent frames agree on them, the latest
 frame does too, and no other patient appears among them. Anything else is ``pending`` or
-``unknown``: stale or ambiguous evidence never confirms (fail closed).
+``unknown``: stale or ambiguous evidence never confirms (fail closed). A masked face matched
+against bare templates only (the patient has no masked ones) needs more agreeing frames.
+
+Embedding is the costly step, so a confirmed face that looks unchanged is not embedded every
+frame: ``plan`` says which faces need a fresh embedding (every face not confirmed; a confirmed
+one when its re-check period is over, the gallery changed, its box jumped or its landmarks
+moved within it), and a frame without one carries the last embedding's decision, marked not
+fresh. A re-check that disagrees drops the confirmation at once and the carried evidence
+with it, so only fresh agreeing frames confirm again.
 """
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import itertools
 
 from face_id_ros.core.errors import ConfigError
@@ -35,11 +43,31 @@ PENDING = 'pending'
 
 @dataclass(frozen=True)
 class Evidence:
-    """One frame's decision for a track: its stamp, decision and best candidate score."""
+    """
+    One frame's decision for a track: its stamp, decision and best candidate score.
+
+    ``masked`` is whether the face wore a mask (None: the model cannot tell) and
+    ``like_templates`` whether the decision compared it with templates of its own kind.
+    ``embedded_at`` is None when this frame's face was embedded; otherwise the entry carries
+    the decision and score of the embedding made at that earlier stamp (not fresh).
+    """
 
     stamp: float
     decision: str
     score: float
+    masked: bool | None = None
+    like_templates: bool = True
+    embedded_at: float | None = None
+
+    @property
+    def fresh(self):
+        """Whether this frame's own embedding made the decision."""
+        return self.embedded_at is None
+
+    @property
+    def masked_against_bare(self):
+        """Tell whether a masked face was scored against bare templates only (weaker)."""
+        return bool(self.masked) and not self.like_templates
 
 
 @dataclass(frozen=True)
@@ -48,7 +76,9 @@ class TrackedFace:
     A face in the current frame with its track and temporal status.
 
     ``status`` is ``confirmed`` (then ``patient_id`` is set), ``unknown`` or ``pending``;
-    ``candidates`` are this frame's; ``evidence`` is the window the status was decided on.
+    ``candidates`` and ``mask_probability`` (NaN: the model cannot tell) are from this
+    frame's embedding, or when ``fresh`` is False from the last one (see ``evidence[-1]``);
+    ``evidence`` is the window the status was decided on.
     """
 
     track_id: str
@@ -57,6 +87,45 @@ class TrackedFace:
     candidates: tuple
     evidence: tuple
     frames_seen: int
+    mask_probability: float = float('nan')
+    fresh: bool = True
+
+    @property
+    def masked(self):
+        """Return this frame's mask call (True, False, or None when unknown)."""
+        return self.evidence[-1].masked if self.evidence else None
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """
+    One frame's faces matched to tracks, and which of them need a fresh embedding.
+
+    ``fresh[row]`` is True where face ``row`` must be embedded this frame; ``shapes`` are the
+    faces' landmarks relative to their boxes; ``revision`` the gallery revision matched.
+    """
+
+    stamp: float
+    revision: int | None
+    tracks: tuple
+    shapes: tuple
+    fresh: tuple
+
+    @property
+    def fresh_rows(self):
+        """Return the rows that need an embedding, in order."""
+        return [row for row, needed in enumerate(self.fresh) if needed]
+
+
+@dataclass(frozen=True)
+class _Embedding:
+    """When and against which gallery a track was last embedded, and what it gave."""
+
+    stamp: float
+    revision: int | None
+    shape: np.ndarray | None
+    candidates: tuple
+    mask_probability: float
 
 
 @dataclass
@@ -66,6 +135,8 @@ class _Track:
     last_seen: float
     evidence: deque
     frames_seen: int = 0
+    status: str = PENDING
+    embedding: _Embedding | None = None
 
 
 class FaceTracker:
@@ -73,9 +144,14 @@ class FaceTracker:
 
     def __init__(self, config):
         """Start with no tracks; ``config`` is a TrackerConfig."""
-        if config.confirm_frames > config.window:
-            raise ConfigError(f'tracker confirm_frames ({config.confirm_frames}) exceeds '
-                              f'window ({config.window}); no face could ever be confirmed')
+        for name in ('confirm_frames', 'masked_confirm_frames'):
+            if getattr(config, name) > config.window:
+                raise ConfigError(f'tracker {name} ({getattr(config, name)}) exceeds window '
+                                  f'({config.window}); such a face could never be confirmed')
+        if config.recheck_period_s > config.max_gap_s:
+            raise ConfigError(f'tracker recheck_period_s ({config.recheck_period_s}) exceeds '
+                              f'max_gap_s ({config.max_gap_s}): a confirmation would rest on '
+                              'an embedding older than the tracker calls stale')
         self.config = config
         self._ids = itertools.count(1)
         self._tracks = []
@@ -86,26 +162,52 @@ class FaceTracker:
         self._tracks = []
         self._last_stamp = None
 
-    def update(self, stamp_s, boxes, matches):
+    def plan(self, stamp_s, boxes, landmarks=None, revision=None):
         """
-        Feed one frame's face boxes (N, 4 x1,y1,x2,y2) and matches; return N TrackedFace.
+        Match one frame's face boxes to tracks; say which faces need a fresh embedding.
 
-        The result is in the order of the inputs. A stamp earlier than the previous frame's
-        (a replayed bag looping) resets the tracker.
+        ``landmarks`` are the faces' (K, 2) landmark sets and ``revision`` the gallery
+        revision they will be matched against; without either, every face needs one. A stamp
+        earlier than the previous frame's (a replayed bag looping) resets the tracker.
         """
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        if len(boxes) != len(matches):
-            raise ValueError(f'{len(boxes)} boxes but {len(matches)} matches')
         if self._last_stamp is not None and stamp_s < self._last_stamp:
             self.reset()
         self._last_stamp = stamp_s
         self._tracks = [track for track in self._tracks
                         if stamp_s - track.last_seen <= self.config.max_gap_s]
         assigned = self._associate(boxes)
+        tracks = tuple(assigned.get(row) for row in range(len(boxes)))
+        shapes = tuple(face_shape(box, points) for box, points in
+                       zip(boxes, [None] * len(boxes) if landmarks is None else landmarks))
+        fresh = tuple(self._needs_embedding(track, box, shape, stamp_s, revision)
+                      for track, box, shape in zip(tracks, boxes, shapes))
+        return FramePlan(stamp_s, revision, tracks, shapes, fresh)
+
+    def update(self, stamp_s, boxes, matches, masks=None, plan=None):
+        """
+        Feed one frame's face boxes (N, 4 x1,y1,x2,y2) and matches; return N TrackedFace.
+
+        ``masks`` holds each face's ``(mask probability, masked)`` (default: unknown).
+        ``plan`` is this frame's ``plan`` (made here when None); a match may be None only
+        where the plan needs no fresh embedding, and then the track carries its last one.
+        The result is in the order of the inputs.
+        """
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if len(boxes) != len(matches):
+            raise ValueError(f'{len(boxes)} boxes but {len(matches)} matches')
+        masks = [(float('nan'), None)] * len(boxes) if masks is None else list(masks)
+        plan = plan or self.plan(stamp_s, boxes)
+        if plan.stamp != stamp_s or len(plan.fresh) != len(boxes):
+            raise ValueError(f'the plan is for another frame (stamp {plan.stamp}, '
+                             f'{len(plan.fresh)} faces)')
         faces = []
-        for row, (box, face_match) in enumerate(zip(boxes, matches)):
-            track = assigned.get(row) or self._start_track(box)
-            faces.append(self._observe(track, stamp_s, box, face_match))
+        for row, (box, face_match, mask) in enumerate(zip(boxes, matches, masks)):
+            if face_match is None and plan.fresh[row]:
+                raise ValueError(f'face {row} needs a fresh embedding but has no match')
+            track = plan.tracks[row] or self._start_track(box)
+            faces.append(self._observe(track, stamp_s, box, face_match, mask,
+                                       plan.shapes[row], plan.revision))
         return faces
 
     def _associate(self, boxes):
@@ -130,29 +232,69 @@ class FaceTracker:
         self._tracks.append(track)
         return track
 
-    def _observe(self, track, stamp_s, box, face_match):
-        """Add this frame's decision to the track and decide its status."""
+    def _needs_embedding(self, track, box, shape, stamp_s, revision):
+        """Whether a face must be embedded now: always, unless confirmed and unchanged."""
+        if track is None or track.status != CONFIRMED or track.embedding is None:
+            return True
+        config, last = self.config, track.embedding
+        if (stamp_s - last.stamp >= config.recheck_period_s or revision is None
+                or revision != last.revision or shape is None or last.shape is None):
+            return True
+        box_overlap = iou_matrix(box[None], track.box[None])[0, 0]
+        shift = float(np.abs(shape - last.shape).max())
+        return box_overlap < config.recheck_min_iou or shift > config.recheck_landmark_shift
+
+    def _observe(self, track, stamp_s, box, face_match, mask, shape, revision):
+        """Add this frame's decision (or the carried one) to the track; decide its status."""
         track.box, track.last_seen = box, stamp_s
         track.frames_seen += 1
-        track.evidence.append(Evidence(stamp_s, face_match.decision, face_match.best_score))
+        if face_match is None:
+            last = track.embedding
+            track.evidence.append(replace(track.evidence[-1], stamp=stamp_s,
+                                          embedded_at=last.stamp))
+            candidates, probability = last.candidates, last.mask_probability
+        else:
+            probability, masked = mask
+            candidates = face_match.candidates
+            track.evidence.append(Evidence(stamp_s, face_match.decision,
+                                           face_match.best_score, masked,
+                                           face_match.like_templates))
+            track.embedding = _Embedding(stamp_s, revision, shape, candidates, probability)
         while stamp_s - track.evidence[0].stamp > self.config.max_gap_s:
             track.evidence.popleft()
         status, patient_id = self._status(track.evidence)
-        return TrackedFace(track.track_id, status, patient_id, face_match.candidates,
-                           tuple(track.evidence), track.frames_seen)
+        if status != CONFIRMED and not all(item.fresh for item in track.evidence):
+            # A re-check disagreed: carried evidence never counts again (fail closed).
+            track.evidence = deque((item for item in track.evidence if item.fresh),
+                                   maxlen=self.config.window)
+            status, patient_id = self._status(track.evidence)
+        track.status = status
+        return TrackedFace(track.track_id, status, patient_id, candidates,
+                           tuple(track.evidence), track.frames_seen, probability,
+                           face_match is not None)
 
     def _status(self, evidence):
         """Apply the temporal policy to a track's window; return (status, patient id)."""
         decisions = [item.decision for item in evidence]
         patients = set(decisions) - {UNKNOWN}
         latest = decisions[-1]
-        if (len(patients) == 1 and latest in patients
-                and decisions.count(latest) >= self.config.confirm_frames):
+        needed = self.config.confirm_frames
+        if any(item.masked_against_bare for item in evidence):
+            needed = max(needed, self.config.masked_confirm_frames)
+        if len(patients) == 1 and latest in patients and decisions.count(latest) >= needed:
             return CONFIRMED, latest
         if (decisions.count(UNKNOWN) >= self.config.confirm_frames
                 or len(decisions) == self.config.window):
             return UNKNOWN, None
         return PENDING, None
+
+
+def face_shape(box, landmarks):
+    """Return landmarks relative to their box, in box widths (None without landmarks)."""
+    width = box[2] - box[0]
+    if landmarks is None or width <= 0:
+        return None
+    return (np.asarray(landmarks, np.float64) - box[:2]) / width
 
 
 def iou_matrix(boxes_a, boxes_b):

@@ -37,6 +37,7 @@ import numpy as np
 
 # The ArcFace crop inside the aligned canvases.
 CROP_SIDE = 112
+BENCH_FPS = 30.0  # a camera's rate: the tracker's re-check period runs on these stamps
 
 
 # Thresholds the open-set check sweeps: finer near 1, where fail-closed models operate.
@@ -355,39 +356,80 @@ def calibrate_threshold(model, faces, count=4000, far=1e-5, margin=8, seed=0):
     return threshold
 
 
-def bench(config, size=(640, 480), faces=1, face_width=300, encoding='bgr8', frames=300):
+def bench(config, size=(640, 480), faces=1, face_width=300, encoding='bgr8', frames=300,
+          photos=None, enrol=False):
     """
-    Time every stage on synthetic frames of the sample portrait; print median and p95.
+    Time every stage on synthetic frames of real faces; print median and p95.
 
-    Each frame is ``size`` (width, height) with ``faces`` portraits ``face_width`` pixels
-    wide, encoded as a camera message would be (``bgr8`` or ``jpeg``) and decoded again;
-    ``frames`` are timed after 10 warm-up frames. Returns {stage: milliseconds per frame}.
+    Each frame is ``size`` (width, height) with ``faces`` faces: the sample portrait
+    ``face_width`` pixels wide, or with ``photos`` (BGR images of different people) tiles cut
+    around their faces, one person each. It is encoded as a camera message would be
+    (``bgr8`` or ``jpeg``) and decoded again; ``frames`` are timed after 10 warm-up frames,
+    stamped at ``BENCH_FPS``. With ``enrol`` every person shown is enrolled (from this
+    frame), so the tracks become confirmed: a ward round. Returns {stage: milliseconds}.
     """
     from tqdm import tqdm
     from face_id_ros.core.image_codec import decode_any, encode_compressed, encode_image
     from face_id_ros.core.pipeline import Pipeline
-    from face_id_ros.evaluation.samples import compose_frame, grid_centres, sample_portrait
     pipeline = Pipeline(config)
-    frame = compose_frame(sample_portrait(), size, grid_centres(size, faces), face_width)
+    frame, people = _bench_frame(pipeline, size, faces, face_width, photos)
     fields = encode_image(frame) if encoding == 'bgr8' else encode_compressed(frame)
     message = types.SimpleNamespace(**fields)
-    found = len(pipeline.describe(decode_any(message)).faces)
+    batch = pipeline.describe(decode_any(message))
+    found = len(batch.faces)
     if found != faces:
         print(f'warning: the detector finds {found} of {faces} faces in the bench frame')
+    if enrol:
+        pipeline.set_gallery(_bench_gallery(batch.embeddings[:people]))
     timings = {stage: [] for stage in ('decode', 'detect', 'align', 'embed', 'match', 'total')}
+    confirmed = []
     for index in tqdm(range(frames + 10), desc='bench', unit='frame'):
         started = time.perf_counter()
         image = decode_any(message)
         decoded = time.perf_counter()
-        result = pipeline.process(image, index / 15.0)
+        result = pipeline.process(image, index / BENCH_FPS)
         total = (time.perf_counter() - started) * 1000.0
         if index >= 10:  # the first frames warm caches and thread pools
             timings['decode'].append((decoded - started) * 1000.0)
             for stage, value in result.timings_ms.items():
                 timings[stage].append(value)
             timings['total'].append(total)
+            confirmed.append(sum(face.status == 'confirmed' for face in result.faces))
     _print_bench(pipeline, size, encoding, found, timings)
+    if enrol:
+        print(f'  confirmed faces per timed frame: median {np.median(confirmed):.0f} of '
+              f'{found}')
     return timings
+
+
+def _bench_frame(pipeline, size, faces, face_width, photos):
+    """Return the bench frame and how many different people it shows (in grid order)."""
+    from face_id_ros.evaluation.samples import compose_frame, grid_centres, sample_portrait
+    centres = grid_centres(size, faces)
+    if not photos:
+        return compose_frame(sample_portrait(), size, centres, face_width), 1
+    from face_id_ros.evaluation.soak import face_tiles
+    width, height = size
+    columns = int(np.ceil(np.sqrt(faces * width / height)))
+    side = int(min(width / columns, height / int(np.ceil(faces / columns))))
+    tiles = face_tiles(pipeline.detector, photos, side)
+    if len(tiles) < faces:
+        raise FaceIdError(f'{faces} faces asked for, {len(tiles)} photos with a face given')
+    frame = np.full((height, width, 3), 96, np.uint8)
+    for tile, (centre_x, centre_y) in zip(tiles, centres):
+        x0, y0 = int(centre_x - side / 2), int(centre_y - side / 2)
+        frame[y0:y0 + side, x0:x0 + side] = tile
+    return frame, faces
+
+
+def _bench_gallery(embeddings):
+    """Return a snapshot enrolling each embedding as its own patient (P-0001, ...)."""
+    from face_id_ros.core.gallery import GallerySnapshot
+    count = len(embeddings)
+    return GallerySnapshot(revision=1,
+                           patient_ids=np.array([f'P-{index + 1:04d}' for index in range(count)]),
+                           templates=np.asarray(embeddings, np.float32),
+                           owners=np.arange(count))
 
 
 def _print_bench(pipeline, size, encoding, found, timings):

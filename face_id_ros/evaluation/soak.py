@@ -54,7 +54,7 @@ DRIFT_PX = 6.0
 RSS_GROWTH_GOAL_MIB = 5.0
 P99_RATIO_GOAL = 1.2
 VISITOR_ID = 'P-9999'
-FRAME_COLUMNS = ('t_s', 'faces_shown', 'faces_found', 'confirmed', 'latency_ms',
+FRAME_COLUMNS = ('t_s', 'faces_shown', 'faces_found', 'confirmed', 'embedded', 'latency_ms',
                  'gallery_revision')
 SECOND_COLUMNS = ('t_s', 'rss_mib', 'frames', 'dropped', 'reloads', 'gallery_revision')
 
@@ -195,8 +195,9 @@ class _Recorder:
 
     def frame(self, shown, result, latency_ms):
         confirmed = sum(face.status == 'confirmed' for face in result.faces)
+        embedded = sum(face.fresh for face in result.faces)
         self._frames.writerow((f'{time.perf_counter() - self.started:.3f}', shown,
-                               len(result.faces), confirmed, f'{latency_ms:.3f}',
+                               len(result.faces), confirmed, embedded, f'{latency_ms:.3f}',
                                result.gallery_revision))
         self.frames += 1
 
@@ -394,6 +395,14 @@ def summarise(out, settings, recorder):
                'gallery_reload_ms_median': _median(recorder.reload_ms),
                'latency_ms_p50': _percentile(frames.get('latency_ms'), 50),
                'latency_ms_p99': _percentile(frames.get('latency_ms'), 99),
+               'latency_ms_p50_by_faces_shown': {
+                   int(shown): _percentile(frames['latency_ms'][frames['faces_shown'] == shown],
+                                           50)
+                   for shown in np.unique(frames['faces_shown'])},
+               'embedded_per_frame_by_faces_shown': {
+                   int(shown): round(float(frames['embedded'][frames['faces_shown'] == shown]
+                                           .mean()), 3)
+                   for shown in np.unique(frames['faces_shown'])},
                **_goal_checks(seconds, rows, settings)}
     if rows:
         plots.plot_soak(seconds['t_s'] / 60.0, seconds['rss_mib'],
@@ -433,6 +442,7 @@ def _minute_rows(frames, seconds, minutes):
                      'faces_found_mean': round(float(frames['faces_found'][in_minute].mean()),
                                                3),
                      'confirmed_mean': round(float(frames['confirmed'][in_minute].mean()), 3),
+                     'embedded_mean': round(float(frames['embedded'][in_minute].mean()), 3),
                      'latency_ms_p50': round(float(np.percentile(latency, 50)), 3),
                      'latency_ms_p99': round(float(np.percentile(latency, 99)), 3),
                      'latency_ms_max': round(float(latency.max()), 3),
@@ -475,6 +485,12 @@ def print_summary(summary, out):
           f'p99 {summary["latency_ms_p99"]} ms; {summary["gallery_reloads"]} gallery '
           f'reloads (median {summary["gallery_reload_ms_median"]} ms, '
           f'{summary["gallery_reload_failures"]} failed)')
+    print('  faces shown:            ' + ''.join(
+        f'{shown:>8}' for shown in summary['latency_ms_p50_by_faces_shown']))
+    print('  latency p50 (ms):       ' + ''.join(
+        f'{value:8.2f}' for value in summary['latency_ms_p50_by_faces_shown'].values()))
+    print('  faces embedded a frame: ' + ''.join(
+        f'{value:8.2f}' for value in summary['embedded_per_frame_by_faces_shown'].values()))
     if 'rss_growth_mib' in summary:
         verdict = 'met' if summary['rss_goal_met'] else 'NOT met'
         print(f'  resident memory {summary["rss_mib_after_warmup"]:.1f} MiB after the warm-up, '
