@@ -22,6 +22,7 @@ import sqlite3
 import cv2
 from face_id_ros.core.config import PipelineConfig
 from face_id_ros.core.errors import EnrolmentRejected, GalleryError
+from face_id_ros.core.frame_worker import FrameWorker
 from face_id_ros.core.gallery import Gallery
 from face_id_ros.core.gallery_crypto import write_key_file
 from face_id_ros.core.pipeline import Pipeline
@@ -179,20 +180,19 @@ def test_face_crops_are_stored_as_png_only_when_asked(pipeline, portrait, tmp_pa
 
 
 def test_an_erased_patient_is_no_longer_matched_after_the_reload(pipeline, portrait, tmp_path):
-    """What ``enroll --erase`` does, then the face_id_node's reload (a new snapshot)."""
-    config = replace(pipeline.config.gallery, path=str(tmp_path / 'ward.db'),
-                     key_file=write_key_file(tmp_path / 'ward.key'))
+    """What ``enroll --erase`` does, then the face_id_node's reload (FrameWorker's)."""
+    live = Pipeline(pipeline.config.replace(gallery={
+        'path': str(tmp_path / 'ward.db'), 'key_file': write_key_file(tmp_path / 'ward.key')}))
+    config = live.config.gallery
     embedder = pipeline.embedder
     with Gallery.from_config(config, embedder.fingerprint, embedder.embedding_size) as gallery:
         filled_session(pipeline, portrait).write(gallery, 'P-0042')
         other = np.random.default_rng(43).normal(size=embedder.embedding_size)
         gallery.add_templates('P-0043', other, ['another patient'], [1.0])
-    live = Pipeline(pipeline.config)
+    node_worker = FrameWorker(live, message_types=None)  # reloads only, no messages here
 
     def reload_and_watch(face):
-        with Gallery.from_config(config, embedder.fingerprint, embedder.embedding_size,
-                                 create=False) as gallery:
-            live.set_gallery(gallery.snapshot())
+        node_worker.reload_gallery()
         live.tracker.reset()
         faces = [live.process(camera_frame(face, index), index / 15.0).faces[0]
                  for index in range(3)]

@@ -294,10 +294,10 @@ def test_an_unencrypted_schema_2_gallery_migrates_to_an_encrypted_one(path):
 
 
 def test_keygen_and_migrate_commands(tmp_path, path, capsys, monkeypatch):
-    key_path = tmp_path / 'keys' / 'ward.key'
-    key_path.parent.mkdir()
+    key_path = tmp_path / 'keys' / 'ward.key'  # the folder is made, owner-only
     assert main(['gallery', 'keygen', '--out', str(key_path)]) == 0
     assert str(key_path) in capsys.readouterr().out
+    assert key_path.parent.stat().st_mode & 0o777 == 0o700
     assert main(['gallery', 'keygen']) == 0
     name, text = capsys.readouterr().out.strip().split('=', 1)
     assert name == KEY_ENV and len(parse_key(text, 'x').secret) == 32

@@ -12,7 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""``face-id eval-pairs``, ``eval-openset``, ``calibrate-*``, ``bench``, ``soak``: numbers."""
+"""
+``face-id eval-pairs``, ``eval-openset``, ``calibrate-*``, ``bench``, ``soak``, ``gallery-crash``.
+
+Each prints numbers.
+"""
 
 from face_id_ros.cli.options import add_common_options, load_config
 from face_id_ros.core.errors import FaceIdError
@@ -97,6 +101,21 @@ def add_commands(commands):
     add_common_options(parser, gallery=False)
     parser.set_defaults(handler=run_soak)
 
+    parser = commands.add_parser(
+        'gallery-crash', help='SIGKILL a gallery writer at random moments and check the file '
+                              'after each kill; then enrol from two processes at once')
+    parser.add_argument('--kills', type=int, default=500)
+    parser.add_argument('--rounds', type=int, default=20,
+                        help='rounds of two processes enrolling at the same moment')
+    parser.add_argument('--max-delay-ms', type=float, default=250.0,
+                        help='a kill comes at a uniform random delay up to this after the '
+                             "writer's first write began")
+    parser.add_argument('--encryption', choices=('required', 'off'), default='required')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--out', default='.cache/gallery_crash',
+                        help='folder for the two galleries (made afresh) and summary.json')
+    parser.set_defaults(handler=run_gallery_crash)
+
 
 def run_eval_pairs(args):
     """LFW View 2: threshold on 9 folds, score the 10th; cosine and Euclidean."""
@@ -150,3 +169,27 @@ def run_bench(args):
     benchmarks.bench(load_config(args), parse_size(args.size), args.faces, args.face_width,
                      args.encoding, args.frames)
     return 0
+
+
+def run_gallery_crash(args):
+    """Run the crash and concurrency checks; print the summary; exit 1 on any problem."""
+    import json
+    from pathlib import Path
+    from face_id_ros.evaluation.gallery_crash import concurrent_enrolment, crash_test
+    if args.kills < 1 or args.rounds < 0 or args.max_delay_ms < 0:
+        raise FaceIdError('--kills must be positive, --rounds and --max-delay-ms not negative')
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob('crash.db*'), *out.glob('concurrent.db*')]:
+        stale.unlink()
+    encrypted = args.encryption == 'required'
+    summary = {'crash': crash_test(out / 'crash.db', args.kills, args.seed,
+                                   args.max_delay_ms / 1000, encrypted),
+               'concurrent': concurrent_enrolment(out / 'concurrent.db', args.rounds,
+                                                  encrypted)}
+    (out / 'summary.json').write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    crash = summary['crash']
+    failed = (crash['problems'] or crash['writer_errors'] or crash['reader_mismatches']
+              or summary['concurrent']['problems'])
+    return 1 if failed else 0

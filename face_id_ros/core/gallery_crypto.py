@@ -87,6 +87,7 @@ def write_key_file(path):
     """Write a new key to ``path``, readable by its owner only; never overwrite a file."""
     path = os.path.abspath(os.path.expanduser(str(path)))
     try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise GalleryError(f'{path} exists: a key is never overwritten (the galleries it '
