@@ -73,6 +73,10 @@ def add_commands(commands):
     parser.add_argument('--encoding', default='bgr8', choices=('bgr8', 'jpeg'),
                         help='camera message encoding to decode')
     parser.add_argument('--frames', type=int, default=300)
+    parser.add_argument('--photos', help='identity folders (e.g. LFW images/): tile one photo '
+                                         'of each of --faces people instead of the portrait')
+    parser.add_argument('--enrol', action='store_true',
+                        help='enrol every person shown, so their tracks become confirmed')
     add_common_options(parser, gallery=False)
     parser.set_defaults(handler=run_bench)
 
@@ -165,9 +169,11 @@ def run_soak(args):
 
 
 def run_bench(args):
-    """Time every stage on synthetic frames of the sample portrait; print median and p95."""
+    """Time every stage on synthetic frames of real faces; print median and p95."""
+    from face_id_ros.evaluation.soak import people_photos
+    photos = people_photos(args.photos, args.faces) if args.photos else None
     benchmarks.bench(load_config(args), parse_size(args.size), args.faces, args.face_width,
-                     args.encoding, args.frames)
+                     args.encoding, args.frames, photos, args.enrol)
     return 0
 
 
