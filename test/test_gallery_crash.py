@@ -58,7 +58,8 @@ def test_killed_writers_leave_exactly_the_last_committed_revision(tmp_path):
 
 def test_two_processes_enrolling_at_once_both_land(tmp_path):
     summary = concurrent_enrolment(tmp_path / 'concurrent.db', rounds=2)
-    assert summary == {'rounds': 2, 'both_landed': 2, 'one_refused': 0, 'problems': []}
+    assert summary['problems'] == []
+    assert (summary['rounds'], summary['both_landed'], summary['one_refused']) == (2, 2, 0)
 
 
 def test_a_writer_that_cannot_get_the_lock_is_refused_cleanly(tmp_path):

@@ -159,17 +159,22 @@ def run_writer(path, seed):
 
 
 def enrol_once(path, patient_id, seed, start_at):
-    """Enrol one patient at wall-clock ``start_at``; print ``committed N`` or ``refused ...``."""
+    """
+    Enrol one patient at wall-clock ``start_at``; print the outcome.
+
+    Prints ``committed N BEGAN ENDED`` (wall-clock seconds of the write) or ``refused ...``.
+    """
     embeddings = np.random.default_rng(seed).normal(size=(3, EMBEDDING_SIZE))
     with Gallery.open(path, MODEL, EMBEDDING_SIZE, key=gallery_key()) as gallery:
         time.sleep(max(0.0, start_at - time.time()))
+        began = time.time()
         try:
             revision = gallery.add_templates(patient_id, embeddings, ['concurrent'] * 3,
                                              [1.0] * 3)
         except GalleryError as error:
             print(f'refused {error}', flush=True)
             return
-        print(f'committed {revision}', flush=True)
+        print(f'committed {revision} {began:.6f} {time.time():.6f}', flush=True)
 
 
 def python_process(call, key_text):
@@ -333,11 +338,13 @@ def concurrent_enrolment(path, rounds, encrypted=True):
 
     Each round must end with both patients enrolled (revision +2) or one refused with a
     clean GalleryError (revision +1), and the file whole; anything else is a problem.
+    ``overlapping`` counts the rounds whose two writes were in progress at the same time.
     """
     key_text = new_key_text() if encrypted else None
     key = parse_key(key_text, 'the concurrency test key') if key_text else None
     Gallery.open(path, MODEL, EMBEDDING_SIZE, key=key).close()
-    summary = {'rounds': 0, 'both_landed': 0, 'one_refused': 0, 'problems': []}
+    summary = {'rounds': 0, 'both_landed': 0, 'one_refused': 0, 'overlapping': 0,
+               'problems': []}
     for number in range(rounds):
         with Gallery.open(path, MODEL, EMBEDDING_SIZE, create=False, key=key) as gallery:
             before = gallery.revision
@@ -373,5 +380,9 @@ def _judge_round(summary, path, key, before, patient_ids, outputs, codes):
                                    f'outputs {outputs}')
     elif len(landed) == 2:
         summary['both_landed'] += 1
+        (_, _, first_began, first_ended), (_, _, second_began, second_ended) = (
+            output.split() for output in outputs)
+        summary['overlapping'] += (float(first_began) < float(second_ended)
+                                   and float(second_began) < float(first_ended))
     else:
         summary['one_refused'] += 1
