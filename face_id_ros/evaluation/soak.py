@@ -234,7 +234,8 @@ def soak(config, settings, out, photos=None, progress=True):
     gallery_path = out / 'gallery.db'
     for stale in out.glob('gallery.db*'):
         stale.unlink()
-    pipeline = Pipeline(config.replace(gallery={'path': str(gallery_path)}))
+    # The soak's throw-away gallery holds sample and LFW faces, no patient: no key needed.
+    pipeline = Pipeline(config.replace(gallery={'path': str(gallery_path), 'encryption': 'off'}))
     tiles = face_tiles(pipeline.detector, photos or [sample_portrait()], settings.tile_side)
     schedule = SceneSchedule(tiles, settings)
     patients, visitor = _people(pipeline, tiles, settings.max_faces)
