@@ -21,7 +21,7 @@ from pathlib import Path
 
 import cv2
 from face_id_ros.core.errors import ConfigError, ModelError
-from face_id_ros.core.model_metadata import METADATA_KEY, ModelMetadata
+from face_id_ros.core.model_metadata import ARCFACE_TEMPLATE_112, METADATA_KEY, ModelMetadata
 from matplotlib import cbook
 import numpy as np
 import onnxruntime
@@ -507,3 +507,46 @@ def test_a_cut_from_a_recipe_starts_a_run_and_exports(face_pack, tmp_path):
     assert torch.equal(trainer.model.head.linear.weight, torch.load(
         tmp_path / 'cut.pt', weights_only=True)['model']['head.linear.weight'])
     trainer.run()
+
+
+def test_a_mask_head_is_added_without_changing_the_embeddings(face_folders, face_pack,
+                                                               tmp_path):
+    from face_id_ros.core.embedding import OnnxEmbedder
+    from face_id_ros.evaluation.synthetic_masks import paint_masks_on_crops
+    from face_id_ros.training import mask_head
+    trainer = Trainer(_smoke_recipe(face_pack, epochs=1), tmp_path / 'run')
+    trainer.run()
+    base = trainer.export()
+    before = OnnxEmbedder(base)
+    masked = tmp_path / 'masked'
+    masked.mkdir()
+    people = sorted((face_folders / 'people').glob('*/*.jpg'))
+    canvases = np.stack([cv2.imread(str(path)) for path in people])
+    template = np.asarray(ARCFACE_TEMPLATE_112) + 8  # the 128 px canvas's margin
+    for index, face in enumerate(paint_masks_on_crops(canvases, np.random.default_rng(0),
+                                                      template)):
+        assert cv2.imwrite(str(masked / f'{index}.jpg'), face)
+    config = mask_head.MaskHeadConfig(
+        checkpoint=str(tmp_path / 'run' / 'checkpoint.pt'), masked=(str(masked),),
+        unmasked=(str(face_folders / 'people'),), held_out=0.5, out=str(base),
+        report=str(tmp_path / 'report'), version='9.9.9')
+    report = mask_head.build(config)
+
+    after = OnnxEmbedder(base)
+    assert after.has_mask_output and after.metadata.mask_output == 'mask_probability'
+    assert after.metadata.version == '9.9.9'
+    assert after.metadata.cosine_threshold == before.metadata.cosine_threshold
+    crops = data.centre_crop(canvases)
+    embeddings, chances = after.embed_and_mask(crops)
+    assert np.abs(embeddings - before.embed(crops)).max() < 1e-5
+    assert ((chances >= 0) & (chances <= 1)).all()
+    assert sum(item['photos'] for item in report['sets'].values()) == report['photos'] > 0
+    assert (tmp_path / 'report' / 'report.json').is_file()
+    assert (tmp_path / 'report' / 'roc.png').stat().st_size > 0
+
+    checkpoint = torch.load(config.checkpoint, weights_only=True)
+    weight = checkpoint['model']['head.linear.weight']  # another model: other embeddings
+    checkpoint['model']['head.linear.weight'] = weight + torch.randn_like(weight) * weight.std()
+    torch.save(checkpoint, tmp_path / 'other.pt')
+    with pytest.raises(ModelError, match='does not embed as'):
+        mask_head.build(dataclasses.replace(config, checkpoint=str(tmp_path / 'other.pt')))

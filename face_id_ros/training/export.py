@@ -136,7 +136,7 @@ def export_onnx(backbone, metadata, out_path, real_inputs=None, mask_head=None):
     if real_inputs is not None:
         inputs = torch.cat([inputs, real_inputs.cpu().float()])
     difference = parity(model, f'{out_path}.tmp', inputs)
-    if difference > PARITY_TOLERANCE:
+    if not difference <= PARITY_TOLERANCE:  # NaN fails too
         os.remove(f'{out_path}.tmp')
         raise ModelError(f'ONNX export of {metadata.name} differs from torch by {difference:.2e}'
                          f' (> {PARITY_TOLERANCE}); not written to {out_path}')

@@ -29,7 +29,6 @@ import argparse
 from dataclasses import asdict, dataclass, replace
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import cv2
@@ -69,8 +68,9 @@ class MaskHeadConfig:
         0.0, 0.9)
     held_out: float = setting(0.3, 'Share of each folder held out for the test, by a hash of '
                               'the file name (stable across runs).', 0.05, 0.9)
-    split_row: int = setting(4, 'First feature-map row of the lower face (7 rows: row 4 '
-                             'starts at 64 px of 112, just above the nose tip).', 1, 6)
+    lower_face_from: float = setting(
+        64.0, 'Row of the 112 px crop where the lower face begins, just above the nose tip '
+        '(71.7): the head pools the feature map above and below it (row 4 of 7).', 8.0, 104.0)
     weight_decay: float = setting(1e-3, 'L2 penalty of the logistic regression.', 0.0, 10.0)
     threshold: float = setting(0.5, 'Mask probability above which a face counts as masked '
                                '(the balanced fit puts the boundary between the classes at 0.5).',
@@ -111,8 +111,9 @@ class MaskHead(nn.Module):
 
 
 def is_held_out(path, fraction):
-    """Whether ``path`` is in the test share: a hash of its name, the same on every machine."""
-    digest = hashlib.sha1(Path(path).name.encode('utf-8')).digest()
+    """Tell whether ``path`` is in the test share, by a hash of its folder and file name."""
+    path = Path(path)
+    digest = hashlib.sha1(f'{path.parent.name}/{path.name}'.encode('utf-8')).digest()
     return int.from_bytes(digest[:4], 'big') / 2 ** 32 < fraction
 
 
@@ -172,6 +173,14 @@ def load_backbone(checkpoint_path):
     return backbone.eval(), export, steps
 
 
+def split_row(backbone, config):
+    """Return the feature-map row of ``config.lower_face_from``, leaving rows on both sides."""
+    side = backbone.config.input_size
+    with torch.no_grad():
+        rows = backbone.features(torch.zeros(1, 3, side, side)).shape[2]
+    return int(np.clip(round(config.lower_face_from / CROP_SIZE * rows), 1, rows - 1))
+
+
 def pooled_features(backbone, head, crops, chunk=256):
     """Return the head's pooled input ``(N, 2C)`` for BGR crops."""
     rows = []
@@ -181,27 +190,33 @@ def pooled_features(backbone, head, crops, chunk=256):
     return torch.cat(rows)
 
 
-def fit_head(head, features, masked, weight_decay):
-    """Fit the head's linear layer: balanced logistic regression on standardised features."""
-    mean, std = features.mean(0), features.std(0) + 1e-6
-    inputs = (features - mean) / std
-    labels = torch.from_numpy(masked.astype(np.float32))
+def fit_head(head, features, masked, weight_decay, iterations=25):
+    """
+    Fit the head's linear layer: balanced, L2-penalised logistic regression by Newton steps.
+
+    Features are standardised first (the scale is folded back into the layer), so one
+    penalty suits every channel; Newton's method on the convex loss needs no learning rate.
+    """
+    features = features.double()
+    mean, std = features.mean(0), features.std(0).clamp_min(1e-3)  # dead channels stay 0
+    inputs = torch.cat([(features - mean) / std, torch.ones(len(features), 1,
+                                                            dtype=torch.float64)], 1)
+    labels = torch.from_numpy(masked.astype(np.float64))
     weights = torch.where(labels > 0, 0.5 / labels.mean(), 0.5 / (1 - labels.mean()))
-    linear = nn.Linear(inputs.shape[1], 1)
-    optimiser = torch.optim.LBFGS(linear.parameters(), max_iter=500, line_search_fn='strong_wolfe')
-
-    def closure():
-        optimiser.zero_grad()
-        logits = linear(inputs)[:, 0]
-        loss = (nn.functional.binary_cross_entropy_with_logits(logits, labels, weights)
-                + weight_decay * linear.weight.pow(2).sum())
-        loss.backward()
-        return loss
-
-    optimiser.step(closure)
+    weights = weights / weights.sum()
+    penalty = torch.full((inputs.shape[1],), float(weight_decay), dtype=torch.float64)
+    penalty[-1] = 0.0  # the bias is not penalised
+    coefficients = torch.zeros(inputs.shape[1], dtype=torch.float64)
+    for _ in range(iterations):
+        chance = torch.sigmoid(inputs @ coefficients)
+        gradient = inputs.T @ (weights * (chance - labels)) + 2 * penalty * coefficients
+        curvature = weights * chance * (1 - chance)
+        hessian = (inputs.T * curvature) @ inputs + torch.diag(2 * penalty + 1e-9)
+        coefficients = coefficients - torch.linalg.solve(hessian, gradient)
+    weight, bias = coefficients[:-1], coefficients[-1]
     with torch.no_grad():  # fold the standardisation into the layer
-        head.linear.weight.copy_(linear.weight / std)
-        head.linear.bias.copy_(linear.bias - (linear.weight / std * mean).sum(1))
+        head.linear.weight.copy_((weight / std)[None].float())
+        head.linear.bias.copy_((bias - (weight / std * mean).sum())[None].float())
     return head
 
 
@@ -261,8 +276,8 @@ def build(config, lfw=None):
     """Fit the head, measure it, write the two-output model and the report; return it."""
     rng = np.random.default_rng(config.seed)
     backbone, export, steps = load_backbone(config.checkpoint)
-    channels = backbone.head.linear.in_features
-    head = MaskHead(channels, config.split_row)
+    base = check_same_model(backbone, config)
+    head = MaskHead(backbone.head.linear.in_features, split_row(backbone, config))
     crops, masked, real = training_faces(config, rng)
     print(f'fitting on {len(crops)} faces: {int((masked & real).sum())} real masked, '
           f'{int((masked & ~real).sum())} synthetic masked, {int((~masked).sum())} unmasked')
@@ -274,36 +289,41 @@ def build(config, lfw=None):
     out.mkdir(parents=True, exist_ok=True)
     plots.plot_roc({'mask head, held-out real photos': (far, tar)}, out / 'roc.png',
                    'Mask classification ROC (masked = positive)')
-    export_model(backbone, head, export, steps, config)
+    export_model(backbone, head, export, steps, config, base)
     report['recipe'] = asdict(config)
     (out / 'report.json').write_text(json.dumps(report, indent=2) + '\n', encoding='utf-8')
     return report
 
 
-def export_model(backbone, head, export, steps, config):
+def check_same_model(backbone, config):
+    """Raise ModelError unless ``config.out`` embeds as the checkpoint's backbone does."""
+    base = OnnxEmbedder(config.out)
+    crops = np.random.default_rng(0).integers(0, 256, (8,) + base.input_size[::-1] + (3,),
+                                              dtype=np.uint8)
+    with torch.no_grad():
+        inputs = network_faces(crops[:, :, :, ::-1], backbone.config.input_size)
+        expected = nn.functional.normalize(backbone(inputs), dim=1).numpy()
+    change = float(np.abs(base.embed(crops) - expected).max())
+    if not change <= 1e-4:  # NaN too
+        raise ModelError(f'{config.checkpoint} does not embed as {config.out} does (max '
+                         f'difference {change:.1e}): fit the head on the checkpoint of that '
+                         'model')
+    return base
+
+
+def export_model(backbone, head, export, steps, config, base):
     """
     Write the embedder with its mask output over ``config.out``; return the parity.
 
-    The file written must embed exactly as the model it replaces (``config.out`` before,
-    whose recommended threshold it keeps): the head adds an output and changes nothing else.
+    The embedding is the checkpoint's, as in the file replaced (``base``), whose
+    recommended threshold it keeps: the head adds an output and changes nothing else.
     """
-    base = OnnxEmbedder(config.out)
     metadata = build_metadata(backbone, export, {'steps': steps,
                                                  'mask_head_linear_macs': head.linear.in_features})
     metadata = replace(metadata, version=config.version,
                        cosine_threshold=base.metadata.cosine_threshold,
                        mask_output=MASK_OUTPUT, mask_threshold=config.threshold)
-    written = f'{config.out}.new'
-    difference = export_onnx(backbone, metadata, written, mask_head=head)
-    crops = np.random.default_rng(0).integers(0, 256, (8,) + base.input_size[::-1] + (3,),
-                                              dtype=np.uint8)
-    change = float(np.abs(OnnxEmbedder(written).embed(crops) - base.embed(crops)).max())
-    if change > 1e-5:
-        os.remove(written)
-        raise ModelError(f'{config.checkpoint} does not embed as {config.out} does (max '
-                         f'difference {change:.1e}): fit the head on the checkpoint of that model')
-    os.replace(written, config.out)
-    return difference
+    return export_onnx(backbone, metadata, config.out, mask_head=head)
 
 
 def print_report(report):
