@@ -141,6 +141,7 @@ class WardProbe:
         self.showing = None
         self.sent_stamps = set()
         self.received = []
+        self.masks = []
         self.gallery_info = None
         self.camera = node.create_publisher(sensor_msgs.Image, CAMERA_TOPIC,
                                             rclpy_qos.qos_profile_sensor_data)
@@ -149,6 +150,8 @@ class WardProbe:
                                                'medication/wristband_patient_id', 10)
         node.create_subscription(vision_msgs.Detection2DArray, 'patient_id',
                                  self._on_patient_id, 10)
+        node.create_subscription(vision_msgs.Detection2DArray, 'face_id/masks',
+                                 self._on_masks, 10)
         node.create_subscription(
             vision_msgs.VisionInfo, 'face_id/gallery_info', self._on_gallery_info,
             rclpy_qos.QoSProfile(depth=1,
@@ -181,6 +184,21 @@ class WardProbe:
     def _on_patient_id(self, message):
         with self.lock:
             self.received.append(message)
+
+    def _on_masks(self, message):
+        with self.lock:
+            self.masks.append(message)
+
+    def masks_of(self, message, timeout=TIMEOUT_S):
+        """Return the /face_id/masks message published with ``message`` (same stamp)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                found = [item for item in self.masks if item.header.stamp == message.header.stamp]
+            if found:
+                return found[0]
+            time.sleep(0.05)
+        raise AssertionError(f'no /face_id/masks message for the frame within {timeout} s')
 
     def _on_gallery_info(self, message):
         self.gallery_info = message
@@ -277,6 +295,10 @@ class TestNursingLaunch(unittest.TestCase):
         scores = [result.hypothesis.score for result in detection.results]
         self.assertEqual(scores, sorted(scores, reverse=True))
         self.assertTrue(all(0.0 <= score <= 1.0 for score in scores))
+        masks = probe.masks_of(message)  # the tiny test model has no mask output
+        self.assertEqual([item.id for item in masks.detections], [detection.id])
+        self.assertEqual(masks.detections[0].results[0].hypothesis.class_id, 'unknown')
+        self.assertEqual(masks.header.frame_id, CAMERA_FRAME)
 
         probe.say(probe.order, PATIENT)
         probe.say(probe.wristband, PATIENT)
