@@ -177,3 +177,19 @@ def test_enrolment_marks_a_masked_photo_masked(pipeline, hopper):
     quality = pipeline.config.quality
     assert assess_photo(image, pipeline, quality).masked is False
     assert assess_photo(masked, pipeline, quality).masked is True
+
+
+def test_photos_can_be_aligned_masked_for_the_masked_pairs_protocol(pipeline, tmp_path,
+                                                                    portrait):
+    import cv2
+    from face_id_ros.evaluation.benchmarks import align_photos
+    path = tmp_path / 'hopper.png'
+    assert cv2.imwrite(str(path), portrait)
+    (bare,), bare_fallbacks = align_photos(pipeline, [path], 'bare')
+    (masked,), masked_fallbacks = align_photos(pipeline, [path], 'masked', mask_seed=0)
+    assert bare_fallbacks == masked_fallbacks == 0
+    change = np.abs(masked.astype(int) - bare.astype(int)).mean(axis=(1, 2))
+    # Re-detection on the masked photo moves the alignment a little: the eyes change too.
+    assert change[85:105].mean() > 2 * change[20:45].mean()
+    _, chances = pipeline.embedder.embed_and_mask(np.stack([bare, masked]))
+    assert chances[0] < pipeline.embedder.metadata.mask_threshold < chances[1]

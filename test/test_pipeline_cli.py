@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 import shutil
 
-from conftest import build_tiny_embedder, LFW_DIR
+from conftest import build_tiny_embedder, LFW_DIR, PACKAGE_ROOT
 import cv2
 from face_id_ros.cli.parser import main
 from face_id_ros.core.config import PipelineConfig
@@ -239,3 +239,14 @@ def test_calibrate_threshold_scores_only_pairs_of_different_people(
         shutil.rmtree(tmp_path / person)
     assert main(['calibrate-threshold', str(teacher_model), str(tmp_path)]) == 2
     assert 'impostor pairs need two' in capsys.readouterr().err
+
+
+def test_model_latency_times_models_against_each_other(tiny_model, capsys):
+    from face_id_ros.cli.parser import main
+    shipped = str(PACKAGE_ROOT / 'models' / 'face_embedder.onnx')
+    assert main(['model', 'latency', str(tiny_model), shipped, '--rounds', '2',
+                 '--runs', '3']) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(f'{tiny_model}: median ') and lines[0].endswith(' 1.000')
+    assert lines[1].startswith(f'{shipped}: median ')
+    assert float(lines[1].rsplit(' ', 1)[1]) > 0

@@ -28,6 +28,8 @@ def add_commands(commands):
     parser = commands.add_parser('eval-pairs', help='LFW View 2 verification (10 folds)')
     parser.add_argument('--lfw', required=True, help='folder with pairs.txt and images/')
     parser.add_argument('--flip-sum', action='store_true', help='embed mirrored faces too')
+    parser.add_argument('--masked', action='store_true',
+                        help='paint a synthetic mask on the second photo of every pair')
     parser.add_argument('--out', default='eval_pairs', help='folder for the report and plots')
     add_common_options(parser, gallery=False)
     parser.set_defaults(handler=run_eval_pairs)
@@ -123,7 +125,7 @@ def add_commands(commands):
 
 def run_eval_pairs(args):
     """LFW View 2: threshold on 9 folds, score the 10th; cosine and Euclidean."""
-    benchmarks.eval_pairs(load_config(args), args.lfw, args.out, args.flip_sum)
+    benchmarks.eval_pairs(load_config(args), args.lfw, args.out, args.flip_sum, args.masked)
     return 0
 
 

@@ -268,6 +268,12 @@ def _add_model(commands):
     stamp.add_argument('--training-data', default='')
     stamp.add_argument('--licence', default='')
     stamp.set_defaults(handler=run_model_stamp)
+    latency = actions.add_parser(
+        'latency', help='time models against each other, interleaved, one face, one thread')
+    latency.add_argument('models', nargs='+', help='ONNX files')
+    latency.add_argument('--rounds', type=int, default=30, help='rounds, models alternating')
+    latency.add_argument('--runs', type=int, default=100, help='embeddings per model a round')
+    latency.set_defaults(handler=run_model_latency)
 
 
 def run_model_info(args):
@@ -277,6 +283,18 @@ def run_model_info(args):
     embedder = OnnxEmbedder(args.model or default_model_path())
     print(json.dumps({'path': embedder.path, 'fingerprint': embedder.fingerprint,
                       'metadata': json.loads(embedder.metadata.to_json())}, indent=2))
+    return 0
+
+
+def run_model_latency(args):
+    """Print each model's median embedding latency and its ratio to the first model's."""
+    import numpy as np
+    from face_id_ros.evaluation.benchmarks import interleaved_latency
+    timings = interleaved_latency(args.models, args.rounds, args.runs)
+    first = timings[args.models[0]]
+    for path, rounds in timings.items():
+        print(f'{path}: median {np.median(rounds):.3f} ms (best round {np.min(rounds):.3f}), '
+              f'paired ratio to the first {np.median(rounds / first):.3f}')
     return 0
 
 

@@ -29,10 +29,12 @@ import time
 import types
 
 import cv2
-from face_id_ros.core.alignment import centre_landmarks
+from face_id_ros.core.alignment import centre_landmarks, detector_template
 from face_id_ros.core.errors import FaceIdError
 from face_id_ros.core.image_files import identity_folders, image_files, read_image
+from face_id_ros.core.model_metadata import ARCFACE_TEMPLATE_112
 from face_id_ros.evaluation import metrics
+from face_id_ros.evaluation.synthetic_masks import paint_mask
 import numpy as np
 
 # The ArcFace crop inside the aligned canvases.
@@ -52,35 +54,51 @@ def _provenance(pipeline):
             'detector': pipeline.config.detector.backend}
 
 
-def align_photos(pipeline, paths, description):
+def align_photos(pipeline, paths, description, mask_seed=None):
     """
     Align the central face of each photo; return (crops, count of centre-crop fallbacks).
 
     The labelled person of a loosely cropped photo is the face nearest the centre. When the
-    detector finds none, the central square is used: a photo is never dropped.
+    detector finds none, the central square is used: a photo is never dropped. With
+    ``mask_seed`` each found face gets a synthetic mask first, and is detected again in the
+    masked photo (masks change what the detector sees).
     """
     from tqdm import tqdm
     width, height = pipeline.embedder.input_size
     crops = np.zeros((len(paths), height, width, 3), np.uint8)
+    rng = None if mask_seed is None else np.random.default_rng(mask_seed)
     fallbacks = 0
     for index, path in enumerate(tqdm(paths, desc=description, unit='photo')):
         image = read_image(path)
-        faces = pipeline.detector.detect(image)
-        if faces:
-            centre = np.array(image.shape[1::-1], np.float32) / 2.0
-            face = min(faces, key=lambda item: np.linalg.norm(
-                (item.box[:2] + item.box[2:]) / 2.0 - centre))
-            landmarks = face.landmarks
-        else:
+        landmarks = _central_landmarks(pipeline, image)
+        if landmarks is not None and rng is not None:
+            image = paint_mask(image, landmarks, rng, _painting_template(pipeline))
+            landmarks = _central_landmarks(pipeline, image)
+        if landmarks is None:
             fallbacks += 1
             landmarks = centre_landmarks(image, pipeline.template, (width, height))
         crops[index] = pipeline.align(image, [landmarks])[0]
     return crops, fallbacks
 
 
-def embed_photos(pipeline, paths, description):
+def _central_landmarks(pipeline, image):
+    """Return the landmarks of the face nearest the photo's centre, or None."""
+    faces = pipeline.detector.detect(image)
+    if not faces:
+        return None
+    centre = np.array(image.shape[1::-1], np.float32) / 2.0
+    return min(faces, key=lambda item: np.linalg.norm(
+        (item.box[:2] + item.box[2:]) / 2.0 - centre)).landmarks
+
+
+def _painting_template(pipeline):
+    """Where the detector's landmarks lie in the ArcFace 112 crop (the mask painter's frame)."""
+    return detector_template(pipeline.detector.landmark_set, ARCFACE_TEMPLATE_112)
+
+
+def embed_photos(pipeline, paths, description, mask_seed=None):
     """Embed the central face of each photo; return (embeddings, centre-crop fallbacks)."""
-    crops, fallbacks = align_photos(pipeline, paths, description)
+    crops, fallbacks = align_photos(pipeline, paths, description, mask_seed)
     return embed_crops(pipeline.embedder, crops), fallbacks
 
 
@@ -98,11 +116,17 @@ def lfw_photos(lfw):
     return pairs, sorted({pair.path_a for pair in pairs} | {pair.path_b for pair in pairs})
 
 
-def lfw_verification(pairs, paths, embeddings):
-    """Return (cosine scores, same flags, {metric: 10-fold result}) of embedded LFW photos."""
+def lfw_verification(pairs, paths, embeddings, second_embeddings=None):
+    """
+    Return (cosine scores, same flags, {metric: 10-fold result}) of embedded LFW photos.
+
+    ``second_embeddings`` (same rows as ``embeddings``) embed each pair's second photo.
+    """
     row = {path: index for index, path in enumerate(paths)}
+    if second_embeddings is None:
+        second_embeddings = embeddings
     first = embeddings[[row[pair.path_a] for pair in pairs]]
-    second = embeddings[[row[pair.path_b] for pair in pairs]]
+    second = second_embeddings[[row[pair.path_b] for pair in pairs]]
     cosine, euclidean = metrics.pair_scores(first, second)
     same = np.array([pair.same for pair in pairs])
     folds = np.array([pair.fold for pair in pairs])
@@ -123,20 +147,27 @@ def at_threshold(cosine, same, threshold):
             'impostor_accepted': int(impostor.sum()), 'impostor_pairs': int(len(impostor))}
 
 
-def eval_pairs(config, lfw, out='eval_pairs', flip_sum=False):
+def eval_pairs(config, lfw, out='eval_pairs', flip_sum=False, masked=False):
     """
     LFW View 2: threshold on 9 folds, score the 10th; cosine and Euclidean.
 
     ``lfw`` holds pairs.txt and images/; ``out`` receives report.json, the ROC and the score
-    histogram. Prints the numbers and returns the report.
+    histogram. With ``masked`` the second photo of every pair wears a synthetic mask (a
+    masked patient against bare enrolment photos). Prints the numbers, returns the report.
     """
     from face_id_ros.core.pipeline import Pipeline
     from face_id_ros.evaluation import plots
     pairs, paths = lfw_photos(lfw)
     pipeline = Pipeline(config.replace(embedder={'flip_sum': bool(flip_sum)}))
     embeddings, fallbacks = embed_photos(pipeline, paths, 'embed LFW')
-    cosine, same, results = lfw_verification(pairs, paths, embeddings)
-    report = {**_provenance(pipeline), 'flip_sum': bool(flip_sum), 'images': len(paths),
+    second = None
+    if masked:
+        second, masked_fallbacks = embed_photos(pipeline, paths, 'embed LFW masked',
+                                                mask_seed=0)
+        fallbacks += masked_fallbacks
+    cosine, same, results = lfw_verification(pairs, paths, embeddings, second)
+    report = {**_provenance(pipeline), 'flip_sum': bool(flip_sum),
+              'second_photo_masked': bool(masked), 'images': len(paths),
               'centre_crop_fallbacks': fallbacks, 'pairs': len(pairs), **results,
               'at_model_threshold': at_threshold(cosine, same, pipeline.threshold)}
     out = Path(out)
@@ -155,7 +186,8 @@ def eval_pairs(config, lfw, out='eval_pairs', flip_sum=False):
 def _print_pairs_report(report, out):
     print(f'LFW View 2, {report["pairs"]} pairs, model {report["model"]} '
           f'{report["model_version"]}, detector {report["detector"]}, '
-          f'flip-sum {report["flip_sum"]}, centre-crop fallbacks '
+          f'flip-sum {report["flip_sum"]}, second photo masked '
+          f'{report["second_photo_masked"]}, centre-crop fallbacks '
           f'{report["centre_crop_fallbacks"]}/{report["images"]} images')
     for name in ('cosine', 'euclidean'):
         result = report[name]
@@ -354,6 +386,30 @@ def calibrate_threshold(model, faces, count=4000, far=1e-5, margin=8, seed=0):
         print('  no cosine reaches it: with this threshold the model names nobody. Calibrate '
               'on more people, or this model cannot be trusted at this FAR')
     return threshold
+
+
+def interleaved_latency(paths, rounds=30, runs=100):
+    """
+    Time ``embed_and_mask`` of one face per model; return {path: per-round medians (ms)}.
+
+    The models take turns round after round, so a machine whose load changes (two cores
+    shared with other jobs) slows them alike and the paired ratio stays honest.
+    """
+    from face_id_ros.core.embedding import OnnxEmbedder
+    from tqdm import tqdm
+    models = {path: OnnxEmbedder(path) for path in paths}
+    medians = {path: [] for path in paths}
+    for _ in tqdm(range(rounds), desc='latency rounds', unit='round'):
+        for path, model in models.items():
+            width, height = model.input_size
+            crop = np.full((1, height, width, 3), 128, np.uint8)
+            times = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                model.embed_and_mask(crop)
+                times.append(time.perf_counter() - started)
+            medians[path].append(1000.0 * float(np.median(times)))
+    return {path: np.array(values) for path, values in medians.items()}
 
 
 def bench(config, size=(640, 480), faces=1, face_width=300, encoding='bgr8', frames=300,
