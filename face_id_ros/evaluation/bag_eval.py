@@ -77,6 +77,7 @@ class FaceRecord:
     patient_id: str | None
     best_id: str | None
     best_cosine: float | None
+    masked: bool | None = None
 
 
 @dataclass(frozen=True)
