@@ -510,7 +510,7 @@ def test_a_cut_from_a_recipe_starts_a_run_and_exports(face_pack, tmp_path):
 
 
 def test_a_mask_head_is_added_without_changing_the_embeddings(face_folders, face_pack,
-                                                               tmp_path):
+                                                              tmp_path):
     from face_id_ros.core.embedding import OnnxEmbedder
     from face_id_ros.evaluation.synthetic_masks import paint_masks_on_crops
     from face_id_ros.training import mask_head
