@@ -108,10 +108,10 @@ def test_a_short_soak_records_frames_memory_and_gallery_reloads(tiny_model, tmp_
     assert 40 <= len(frames) <= 61  # 6 s at 10 fps, less what a slow machine dropped
     assert {(row['faces_shown'], row['faces_found']) for row in frames} == {
         ('0', '0'), ('1', '1')}  # the first 6 s: scenes of 0 and 1 face
-    assert all(float(row['rss_mib']) > 50.0 for row in seconds)
+    assert all(float(row['rss_mib']) > float(row['anon_mib']) > 20.0 for row in seconds)
     assert summary['gallery_reloads'] >= 3 and summary['gallery_reload_failures'] == 0
     revisions = [int(row['gallery_revision']) for row in frames]
     assert revisions == sorted(revisions) and revisions[-1] > revisions[0]
     assert json.loads((out / 'summary.json').read_text())['frames'] == len(frames)
-    assert 'rss_growth_mib' in summary
+    assert 'memory_growth_mib' in summary
     assert (out / 'soak.png').stat().st_size > 10_000

@@ -167,7 +167,8 @@ def run_soak(args):
                             args.mode)
     photos = people_photos(args.photos, args.people) if args.photos else None
     summary = soak(load_config(args), settings, args.out, photos)
-    return 0 if summary.get('rss_goal_met', True) and summary.get('p99_goal_met', True) else 1
+    met = summary.get('memory_goal_met', True) and summary.get('p99_goal_met', True)
+    return 0 if met else 1
 
 
 def run_bench(args):

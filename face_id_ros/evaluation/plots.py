@@ -136,13 +136,17 @@ def plot_latency_histogram(latencies_ms, path, title):
     return _save(figure, path)
 
 
-def plot_soak(rss_minutes, rss_mib, minutes, p50_ms, p99_ms, path, title):
-    """Draw resident memory (per sample) over per-minute latency p50 and p99 of a soak."""
+def plot_soak(memory_minutes, rss_mib, anon_mib, minutes, p50_ms, p99_ms, path, title):
+    """Draw resident memory (total and anonymous) over per-minute latency p50/p99 of a soak."""
     figure = Figure(figsize=SOAK_SIZE_INCHES, dpi=DPI, layout='tight')
     FigureCanvasAgg(figure)
     memory, latency = figure.subplots(2, 1, sharex=True)
-    memory.plot(rss_minutes, rss_mib, color='tab:blue', linewidth=1)
-    memory.set_ylabel('resident memory (MiB)')
+    memory.plot(memory_minutes, rss_mib, color='tab:blue', linewidth=1, label='resident')
+    memory.plot(memory_minutes, anon_mib, color='tab:purple', linewidth=1,
+                label='anonymous resident (heap: where a leak grows)')
+    memory.set_ylim(bottom=0.0)
+    memory.legend(loc='lower right')
+    memory.set_ylabel('memory (MiB)')
     memory.set_title(title)
     memory.grid(True, alpha=0.3)
     latency.plot(minutes, p50_ms, 'o-', markersize=3, label='p50 per minute')
