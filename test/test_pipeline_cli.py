@@ -173,6 +173,14 @@ def test_eval_pairs_runs_the_protocol_on_an_lfw_subset(teacher_model, tmp_path, 
         assert cv2.imread(str(tmp_path / 'out' / plot)) is not None
     assert 'cosine    accuracy' in capsys.readouterr().out
 
+    assert main(['eval-pairs', '--lfw', str(tmp_path), '--model', str(teacher_model),
+                 '--masked', '--out', str(tmp_path / 'masked')]) == 0
+    masked = json.loads((tmp_path / 'masked' / 'report.json').read_text())
+    assert masked['second_photo_masked'] and not report['second_photo_masked']
+    assert masked['bare'] == report['cosine']  # the bare protocol comes along, unchanged
+    assert masked['cosine'] != report['cosine']
+    assert 'bare pairs (no mask)' in capsys.readouterr().out
+
 
 def test_bench_prints_every_stage(tiny_model, capsys):
     assert main(['bench', '--model', str(tiny_model), '--frames', '5', '--face-width',
