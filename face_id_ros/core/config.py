@@ -20,10 +20,77 @@ the command-line tool and the ROS node's parameter declarations share one source
 """
 
 from dataclasses import dataclass, field, fields
+import math
 import os
+import re
+import reprlib
 
 from face_id_ros.core.errors import ConfigError
 import yaml
+
+# Largest YAML file read: a config, labels file or recipe is kilobytes (a labels file of
+# 20,000 intervals fits); PyYAML parses about 0.25 MB/s, so a file takes seconds at most.
+MAX_YAML_BYTES = 1024 * 1024
+# Deepest nesting of flow collections ([...], {...}) read: PyYAML's scanner takes time
+# quadratic in the depth (2,000 levels in 4 KB took seconds) and its composer recurses.
+MAX_YAML_DEPTH = 64
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 2, 4, 4
+_SHORT_REPR.maxstring, _SHORT_REPR.maxother, _SHORT_REPR.maxlong = 60, 60, 40
+
+
+def short_repr(value):
+    """
+    Return ``repr(value)`` cut short, for error messages about values read from files.
+
+    A few hundred bytes of YAML aliases expand to a structure whose full repr would take
+    gigabytes and minutes (a "billion laughs"); ints past 4300 digits have no repr at all.
+    """
+    try:
+        return _SHORT_REPR.repr(value)
+    except (ValueError, RecursionError):
+        return f'<{type(value).__name__}>'
+
+
+def flow_depth(text):
+    """Return the deepest nesting of YAML flow collections in ``text`` (not in quotes)."""
+    if text.count('[') + text.count('{') <= MAX_YAML_DEPTH:
+        return 0  # cannot be deeper than the limit: skip the scan
+    depth = deepest = 0
+    quote = None
+    previous = '\n'
+    position, end = 0, len(text)
+    while position < end:
+        char = text[position]
+        if quote == '"':
+            if char == '\\':
+                position += 1
+            elif char == '"':
+                quote = None
+        elif quote == "'":
+            if char == "'":
+                quote = None  # '' (an escaped quote) reopens on the next character
+        elif char in '"\'':
+            quote = char
+        elif char == '#' and previous in ' \t\n':
+            newline = text.find('\n', position)
+            position = end if newline < 0 else newline
+            continue
+        elif char in '[{':
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ']}':
+            depth = max(0, depth - 1)
+        previous = char
+        position += 1
+    return deepest
+
+
+def sorted_keys(mapping):
+    """Return a mapping's keys sorted for a message, whatever their types (YAML allows any)."""
+    return sorted((short_repr(key) if not isinstance(key, str) else key for key in mapping),
+                  key=lambda key: (not isinstance(key, str), key))
 
 
 def setting(default, doc, low=None, high=None, choices=None):
@@ -148,9 +215,10 @@ class PipelineConfig:
         """Build and validate from nested mappings; raise ConfigError naming the key."""
         mapping = mapping or {}
         if not isinstance(mapping, dict):
-            raise ConfigError(f'{source}: expected a mapping of stages, got {mapping!r}')
+            raise ConfigError(f'{source}: expected a mapping of stages, got '
+                              f'{short_repr(mapping)}')
         stages = {item.name: item.default_factory for item in fields(cls)}
-        unknown = sorted(set(mapping) - set(stages))
+        unknown = sorted_keys(set(mapping) - set(stages))
         if unknown:
             raise ConfigError(f'{source}: unknown section(s) {unknown}; '
                               f'known: {sorted(stages)}')
@@ -163,6 +231,12 @@ class PipelineConfig:
                               f'({config.tracker.window})')
         if config.detector.backend == 'yunet' and not config.detector.yunet_model:
             raise ConfigError(f'{source}: detector.yunet_model is required for backend yunet')
+        try:
+            re.compile(config.gallery.id_pattern)
+        except (re.error, OverflowError, RecursionError) as error:
+            pattern = short_repr(config.gallery.id_pattern)
+            raise ConfigError(f'{source}: gallery.id_pattern {pattern} is not a regular '
+                              f'expression ({error})')
         return config
 
     @classmethod
@@ -182,21 +256,39 @@ def read_yaml(path, what='config'):
     """Read a YAML file; raise ConfigError saying which ``what`` could not be read or parsed."""
     path = os.path.expanduser(str(path))
     try:
-        with open(path, encoding='utf-8') as stream:
-            return yaml.safe_load(stream)
+        with open(path, 'rb') as stream:
+            data = stream.read(MAX_YAML_BYTES + 1)
     except OSError as error:
         raise ConfigError(f'cannot read {what} {path}: {error.strerror}')
+    if len(data) > MAX_YAML_BYTES:
+        raise ConfigError(f'{what} {path} is larger than {MAX_YAML_BYTES // 1024} KiB; it is '
+                          'not a file this software writes or reads')
+    try:
+        text = data.decode('utf-8-sig')
+    except UnicodeDecodeError as error:
+        raise ConfigError(f'{what} {path} is not UTF-8 text ({error})')
+    if flow_depth(text) > MAX_YAML_DEPTH:
+        raise ConfigError(f'{what} {path} nests [ ] or {{ }} more than {MAX_YAML_DEPTH} deep')
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f'{what} {path} is not valid YAML: {error}')
+    except RecursionError:
+        raise ConfigError(f'{what} {path} is nested too deeply to be read')
+    except Exception as error:
+        # PyYAML's constructors let other types through: ValueError for '!!int x' or a
+        # 5000-digit integer, AttributeError for '!!timestamp x'.
+        raise ConfigError(f'{what} {path} holds a value YAML cannot construct '
+                          f'({type(error).__name__}: {error})')
 
 
 def build_stage(stage_cls, mapping, source):
     """Build one stage's config from a mapping, checking names, types and ranges."""
     mapping = mapping or {}
     if not isinstance(mapping, dict):
-        raise ConfigError(f'{source}: expected a mapping, got {mapping!r}')
+        raise ConfigError(f'{source}: expected a mapping, got {short_repr(mapping)}')
     known = {item.name: item for item in fields(stage_cls)}
-    unknown = sorted(set(mapping) - set(known))
+    unknown = sorted_keys(set(mapping) - set(known))
     if unknown:
         raise ConfigError(f'{source}: unknown key(s) {unknown}; known: {sorted(known)}')
     values = {name: check_value(known[name], value, f'{source}.{name}')
@@ -207,22 +299,28 @@ def build_stage(stage_cls, mapping, source):
 def check_value(item, value, where):
     """Coerce ``value`` to the field's type and check its range; raise ConfigError."""
     kind = type(item.default)
+    shown = short_repr(value)
     if kind is bool and not isinstance(value, bool):
-        raise ConfigError(f'{where}: expected true or false, got {value!r}')
+        raise ConfigError(f'{where}: expected true or false, got {shown}')
     if kind in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f'{where}: expected a number, got {value!r}')
+            raise ConfigError(f'{where}: expected a number, got {shown}')
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f'{where}: expected a finite number, got {shown}')
         if kind is int and value != int(value):
-            raise ConfigError(f'{where}: expected a whole number, got {value!r}')
-        value = kind(value)
+            raise ConfigError(f'{where}: expected a whole number, got {shown}')
+        try:
+            value = kind(value)
+        except OverflowError:
+            raise ConfigError(f'{where}: {shown} is out of range')
     if kind is str:
         if not isinstance(value, str):
-            raise ConfigError(f'{where}: expected text, got {value!r}')
+            raise ConfigError(f'{where}: expected text, got {shown}')
     meta = item.metadata
     if meta['choices'] and value not in meta['choices']:
-        raise ConfigError(f'{where}: {value!r} is not one of {list(meta["choices"])}')
+        raise ConfigError(f'{where}: {shown} is not one of {list(meta["choices"])}')
     if meta['low'] is not None and value < meta['low']:
-        raise ConfigError(f'{where}: {value!r} is below the minimum {meta["low"]}')
+        raise ConfigError(f'{where}: {shown} is below the minimum {meta["low"]}')
     if meta['high'] is not None and value > meta['high']:
-        raise ConfigError(f'{where}: {value!r} is above the maximum {meta["high"]}')
+        raise ConfigError(f'{where}: {shown} is above the maximum {meta["high"]}')
     return value

@@ -54,7 +54,10 @@ class OnnxEmbedder:
                 path, options, providers=['CPUExecutionProvider'])
         except Exception as error:  # onnxruntime raises several private types
             raise ModelError(f'cannot load embedder {path}: {error}')
-        stored = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        try:
+            stored = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        except Exception as error:  # e.g. metadata that is not UTF-8 (UnicodeDecodeError)
+            raise ModelError(f'cannot read the metadata of embedder {path}: {error}')
         if stored is None:
             raise ModelError(
                 f'{path} has no {METADATA_KEY!r} metadata (input size, channel order, '
@@ -64,7 +67,7 @@ class OnnxEmbedder:
         self.fingerprint = model_fingerprint(path)
         self.flip_sum = flip_sum
         self._output_names = self._checked_outputs(path)
-        model_input = self._session.get_inputs()[0]
+        model_input = self._checked_input(path)
         self._input_name = model_input.name
         # Some third-party exports fix the batch at 1: run those one face at a time.
         self._fixed_single_batch = model_input.shape[0] == 1
@@ -72,6 +75,34 @@ class OnnxEmbedder:
         self._channels = np.array(channels)
         self._mean = np.asarray(self.metadata.mean, np.float32)
         self._inverse_std = 1.0 / np.asarray(self.metadata.std, np.float32)
+
+    def _checked_input(self, path):
+        """Return the one float image input, refused unless its shape agrees with metadata."""
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelError(f'{path}: the model has {len(inputs)} inputs '
+                             f'{[item.name for item in inputs]}; an embedder takes one batch '
+                             'of face crops')
+        model_input = inputs[0]
+        width, height = self.input_size
+        expected = ((None, 3, height, width) if self.metadata.layout == 'NCHW'
+                    else (None, height, width, 3))
+        shape = tuple(model_input.shape)
+        # Symbolic dimensions (strings, None) are free; whole numbers must agree.
+        lying = len(shape) != 4 or any(
+            isinstance(actual, int) and want is not None and actual != want
+            for actual, want in zip(shape, expected))
+        if lying or model_input.type != 'tensor(float)':
+            raise ModelError(
+                f'{path}: the model input {model_input.name!r} is {model_input.type} of shape '
+                f'{list(shape)}, but its metadata says {self.metadata.layout} float crops of '
+                f'{width}x{height}: {list(expected)}')
+        embedding = self._session.get_outputs()[0]
+        size = embedding.shape[-1] if len(embedding.shape) else None
+        if isinstance(size, int) and size != self.embedding_size:
+            raise ModelError(f'{path}: the model gives {size}-d embeddings, its metadata says '
+                             f'{self.embedding_size}')
+        return model_input
 
     def _checked_outputs(self, path):
         """Return the outputs to run: the embedding first, then the mask output if declared."""
@@ -119,25 +150,35 @@ class OnnxEmbedder:
         if self.flip_sum:
             batch = np.concatenate([batch, batch[..., ::-1] if self._nchw else
                                     batch[:, :, ::-1]])
-        output, masks = self._run(batch)
+        try:
+            output, masks = self._run(batch)
+        except ValueError as error:  # outputs of another batch size than the input's
+            raise ModelError(f'{self.path}: model outputs do not fit the batch: {error}')
         if self.flip_sum:
             output = output[:len(crops)] + output[len(crops):]
             masks = (masks[:len(crops)] + masks[len(crops):]) / 2
         if output.shape[1] != self.embedding_size:
             raise ModelError(f'model gave {output.shape[1]}-d embeddings, its metadata says '
                              f'{self.embedding_size}')
+        if not np.all(np.isfinite(output)):
+            raise ModelError(f'{self.path}: model gave embeddings that are not finite numbers '
+                             '(NaN or infinity); the model file is damaged')
         norms = np.linalg.norm(output, axis=1, keepdims=True)
         return output / np.maximum(norms, 1e-12), masks
 
     def _run(self, batch):
         """Return the raw embeddings ``(N, D)`` and mask probabilities ``(N,)`` (or NaN)."""
-        if self._fixed_single_batch:
-            runs = [self._session.run(self._output_names,
-                                      {self._input_name: batch[index:index + 1]})
-                    for index in range(len(batch))]
-            outputs = [np.concatenate(parts) for parts in zip(*runs)]
-        else:
-            outputs = self._session.run(self._output_names, {self._input_name: batch})
+        try:
+            if self._fixed_single_batch:
+                runs = [self._session.run(self._output_names,
+                                          {self._input_name: batch[index:index + 1]})
+                        for index in range(len(batch))]
+                outputs = [np.concatenate(parts) for parts in zip(*runs)]
+            else:
+                outputs = self._session.run(self._output_names, {self._input_name: batch})
+        except Exception as error:  # onnxruntime raises several private types
+            raise ModelError(f'embedder {self.path} failed on a batch of '
+                             f'{list(batch.shape)}: {error}')
         embeddings = outputs[0].reshape(len(batch), -1).astype(np.float32)
         if len(outputs) == 1:
             return embeddings, np.full(len(batch), np.nan, np.float32)

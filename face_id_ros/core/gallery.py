@@ -261,6 +261,9 @@ class Gallery:
                               'templates ORDER BY patient_id, template_id').fetchall()
             return revision, rows
         revision, rows = self._read(query)
+        if not all(isinstance(row[1], str) for row in rows):
+            raise GalleryError(f'gallery {self.path} is damaged: the patient id of a template '
+                               'is not text')
         patient_ids = sorted({row[1] for row in rows})
         index = {patient_id: position for position, patient_id in enumerate(patient_ids)}
         templates = np.zeros((len(rows), self.embedding_size), np.float32)
@@ -501,7 +504,7 @@ class Gallery:
             self._execute('BEGIN')
             try:
                 return query(self._db)
-            except sqlite3.Error as error:
+            except (sqlite3.Error, UnicodeDecodeError) as error:
                 raise GalleryError(f'cannot read gallery {self.path}: {error}')
             finally:
                 self._db.rollback()
@@ -517,6 +520,8 @@ class Gallery:
             raise GalleryError(f'gallery {self.path}: {error}')
         except sqlite3.Error as error:
             raise GalleryError(f'gallery {self.path}: {error}')
+        except UnicodeDecodeError as error:  # a damaged file's text that is not UTF-8
+            raise GalleryError(f'gallery {self.path} is damaged: {error}')
 
     def _seal(self, data, template_id, patient_id, field):
         if self._cipher is None:
@@ -526,7 +531,9 @@ class Gallery:
     def _unseal(self, blob, template_id, patient_id, field):
         if self._cipher is None:
             return blob
-        data = self._cipher.unseal(blob, template_id, patient_id, field)
+        # A damaged file may hold any SQLite type here; bytes(an integer) would allocate it.
+        data = (self._cipher.unseal(blob, template_id, patient_id, field)
+                if isinstance(blob, bytes) else None)
         if data is None:
             raise GalleryError(f'gallery {self.path} is damaged or was tampered with: the '
                                f'{field} of template {template_id} ({patient_id}) does not '
@@ -534,6 +541,9 @@ class Gallery:
         return data
 
     def _decode(self, blob):
+        if not isinstance(blob, bytes) or len(blob) % 4:
+            raise GalleryError(f'gallery {self.path} is damaged: a template is not '
+                               f'{self.embedding_size} finite numbers')
         embedding = np.frombuffer(blob, '<f4')
         norm = np.linalg.norm(embedding)
         if embedding.size != self.embedding_size or not np.isfinite(norm) or norm == 0:

@@ -137,7 +137,11 @@ class TemplateCipher:
 
     def unseal(self, blob, *context):
         """Return the plaintext of a sealed blob; None when it does not authenticate."""
+        if not isinstance(blob, (bytes, bytearray, memoryview)):
+            return None  # not bytes (a damaged file): bytes(an integer) would allocate it
         blob = bytes(blob)
+        if len(blob) < NONCE_BYTES + 16:  # shorter than a nonce and a GCM tag
+            return None
         try:
             return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:],
                                       self._associated(context))

@@ -99,7 +99,10 @@ def decode_compressed_image(msg):
     if payload.startswith(_JPEG_MAGIC):
         width, height = _jpeg_size(payload)
     elif payload.startswith(_PNG_MAGIC):
-        width, height = _png_size(payload)
+        width, height, end = _png_size(payload)
+        # Nothing after IEND reaches OpenCV: 4.11 reads chunks past it, and 27 bytes there
+        # stating a 2.5 GB chunk took 2.5 GB and 3 s.
+        data = data[:end]
     else:
         raise ImageDecodeError(
             f'compressed image (format {fmt!r}, {len(payload)} bytes) is neither JPEG nor PNG')
@@ -110,7 +113,26 @@ def decode_compressed_image(msg):
         raise ImageDecodeError(f'corrupt compressed image (format {fmt!r}): {error}') from error
     if bgr is None or bgr.shape[:2] != (height, width):
         raise ImageDecodeError(f'corrupt compressed image (format {fmt!r}): cannot decode it')
-    return bgr
+    return _as_bgr8(bgr, fmt)
+
+
+def _as_bgr8(image, fmt):
+    """Return OpenCV's decoded picture as HxWx3 uint8, whatever its depth and channels."""
+    # OpenCV 4.11 ignores IMREAD_COLOR's 8-bit depth on its APNG path: a 16-bit grey PNG
+    # with an acTL chunk came back as uint16.
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ImageDecodeError(f'compressed image (format {fmt!r}) decoded to {image.dtype} '
+                               'pixels, not 8-bit ones')
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    elif image.ndim != 3 or image.shape[2] != 3:
+        raise ImageDecodeError(f'compressed image (format {fmt!r}) decoded to shape '
+                               f'{image.shape}, not a colour picture')
+    return np.ascontiguousarray(image)
 
 
 def decode_any(msg):
@@ -231,10 +253,32 @@ def _check_bgr(bgr):
 
 
 def _png_size(payload):
+    """Return (width, height, end of IEND) from IHDR; refuse chunks that run past the data."""
     # The IHDR chunk comes first: 4-byte length, b'IHDR', then width and height, big-endian.
     if len(payload) < 24 or payload[12:16] != b'IHDR':
         raise ImageDecodeError('corrupt PNG: no IHDR header')
-    return int.from_bytes(payload[16:20], 'big'), int.from_bytes(payload[20:24], 'big')
+    # Each chunk is a 4-byte length, a 4-byte type, the data and a 4-byte CRC. OpenCV 4.11's
+    # reader allocates a chunk's stated length before reading it: 79 bytes stating 4 GB took
+    # 4 GB and 8 s. A chunk longer than the bytes left, or data ending before IEND, is corrupt.
+    position = 8
+    while True:
+        if position + 12 > len(payload):
+            raise ImageDecodeError('corrupt PNG: the data ends before the IEND chunk')
+        length = int.from_bytes(payload[position:position + 4], 'big')
+        if position + 12 + length > len(payload):
+            raise ImageDecodeError(
+                f'corrupt PNG: chunk {payload[position + 4:position + 8]!r} at byte {position} '
+                f'states {length} bytes, but {len(payload) - position - 12} remain')
+        kind = payload[position + 4:position + 8]
+        if kind == b'acTL':
+            # An animated PNG is no camera frame, and OpenCV 4.11's APNG reader is where the
+            # fuzzer found 16-bit and black pictures: refuse it.
+            raise ImageDecodeError('animated PNG (acTL chunk): a camera frame is one picture')
+        position += 12 + length
+        if kind == b'IEND':
+            break
+    return (int.from_bytes(payload[16:20], 'big'), int.from_bytes(payload[20:24], 'big'),
+            position)
 
 
 def _jpeg_size(payload):

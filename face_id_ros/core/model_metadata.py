@@ -23,11 +23,19 @@ stamp`` writes them into a third-party model that lacks them.
 
 from dataclasses import asdict, dataclass, field
 import json
+import math
+import numbers
 
+from face_id_ros.core.config import short_repr
 from face_id_ros.core.errors import ModelError
+import numpy as np
 
 METADATA_KEY = 'face_id'
 FORMAT_VERSION = 1
+# Sides of the crop and lengths of the embedding the runtime accepts; beyond, the metadata
+# is taken to lie (a crop of 100000x100000 pixels would be 30 GB).
+INPUT_SIDE_RANGE = (16, 4096)
+EMBEDDING_SIZE_RANGE = (2, 65536)
 
 # ArcFace 112x112 template (insightface): subject's right eye (image left), left eye,
 # nose tip, right mouth corner, left mouth corner; pixels of the 112x112 crop.
@@ -83,6 +91,11 @@ class ModelMetadata:
             payload = json.loads(text)
         except (TypeError, ValueError) as error:
             raise ModelError(f'{source}: face_id metadata is not valid JSON ({error})')
+        except RecursionError:
+            raise ModelError(f'{source}: face_id metadata is nested too deeply')
+        if not isinstance(payload, dict):
+            raise ModelError(f'{source}: face_id metadata is not a JSON object, but '
+                             f'{short_repr(payload)}')
         if payload.pop('format_version', None) != FORMAT_VERSION:
             raise ModelError(f'{source}: face_id metadata format_version is not '
                              f'{FORMAT_VERSION}')
@@ -90,32 +103,80 @@ class ModelMetadata:
             metadata = cls(**{key: _as_tuple(value) for key, value in payload.items()})
         except TypeError as error:
             raise ModelError(f'{source}: face_id metadata has wrong fields ({error})')
+        except RecursionError:
+            raise ModelError(f'{source}: face_id metadata is nested too deeply')
         metadata.validate(source)
         return metadata
 
     def validate(self, source='model'):
-        """Raise ModelError unless every field is usable by the runtime."""
+        """Raise ModelError unless every field is usable by the runtime (types included)."""
         problems = []
-        if self.layout not in ('NCHW', 'NHWC'):
-            problems.append(f'layout {self.layout!r} is not NCHW or NHWC')
-        if self.channel_order not in ('RGB', 'BGR'):
-            problems.append(f'channel_order {self.channel_order!r} is not RGB or BGR')
-        if len(self.input_size) != 2 or min(self.input_size) < 16:
-            problems.append(f'input_size {self.input_size!r} is not (width, height) >= 16')
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            problems.append('mean and std need 3 values each, std > 0')
-        if len(self.template) != 5 or any(len(point) != 2 for point in self.template):
-            problems.append('template needs 5 (x, y) landmark points')
-        if int(self.embedding_size) < 2:
-            problems.append(f'embedding_size {self.embedding_size!r} is too small')
-        if not -1.0 <= float(self.cosine_threshold) <= 1.0:
-            problems.append(f'cosine_threshold {self.cosine_threshold!r} is not in [-1, 1]')
-        if not 0.0 <= float(self.mask_threshold) <= 1.0:
-            problems.append(f'mask_threshold {self.mask_threshold!r} is not in [0, 1]')
-        if not isinstance(self.mask_output, str):
-            problems.append(f'mask_output {self.mask_output!r} is not an output name')
+        low, high = INPUT_SIDE_RANGE
+        smallest, largest = EMBEDDING_SIZE_RANGE
+        for name in ('name', 'version', 'training_data', 'licence', 'mask_output'):
+            if not isinstance(getattr(self, name), str):
+                problems.append(f'{name} {short_repr(getattr(self, name))} is not text')
+        if not isinstance(self.layout, str) or self.layout not in ('NCHW', 'NHWC'):
+            problems.append(f'layout {short_repr(self.layout)} is not NCHW or NHWC')
+        if not isinstance(self.channel_order, str) or self.channel_order not in ('RGB', 'BGR'):
+            problems.append(f'channel_order {short_repr(self.channel_order)} is not RGB or BGR')
+        if not (_numbers(self.input_size, 2, whole=True)
+                and all(low <= side <= high for side in self.input_size)):
+            problems.append(f'input_size {short_repr(self.input_size)} is not (width, height), '
+                            f'whole numbers within {low}..{high}')
+        if not (_numbers(self.mean, 3) and _numbers(self.std, 3) and min(self.std) > 0
+                and _float32_finite(self.mean, self.std, [1.0 / value for value in self.std])):
+            problems.append('mean and std need 3 finite numbers each (as float32, which the '
+                            'runtime computes in), std > 0')
+        if not (_is_sequence(self.template) and len(self.template) == 5
+                and all(_numbers(point, 2) for point in self.template)
+                and len({tuple(point) for point in self.template}) > 1):
+            problems.append('template needs 5 (x, y) landmark points, finite and not all one')
+        if not (_whole(self.embedding_size) and smallest <= self.embedding_size <= largest):
+            problems.append(f'embedding_size {short_repr(self.embedding_size)} is not a whole '
+                            f'number within {smallest}..{largest}')
+        if not (_numbers((self.cosine_threshold,), 1)
+                and -1.0 <= self.cosine_threshold <= 1.0):
+            problems.append(f'cosine_threshold {short_repr(self.cosine_threshold)} is not in '
+                            '[-1, 1]')
+        if not (_numbers((self.mask_threshold,), 1) and 0.0 <= self.mask_threshold <= 1.0):
+            problems.append(f'mask_threshold {short_repr(self.mask_threshold)} is not in [0, 1]')
+        if not isinstance(self.extra, dict):
+            problems.append(f'extra {short_repr(self.extra)} is not a mapping')
         if problems:
             raise ModelError(f'{source}: ' + '; '.join(problems))
+
+
+def _whole(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _float32_finite(*groups):
+    """Tell whether every value stays finite as a float32 (8.9e63 does not: it is inf)."""
+    with np.errstate(over='ignore'):
+        return all(np.all(np.isfinite(np.asarray(values, np.float64).astype(np.float32)))
+                   for values in groups)
+
+
+def _is_sequence(value):
+    return isinstance(value, (tuple, list))
+
+
+def _numbers(values, count, whole=False):
+    """Tell whether ``values`` is a sequence of ``count`` finite real numbers (whole ones)."""
+    if not _is_sequence(values) or len(values) != count:
+        return False
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        if whole and not _whole(value):
+            return False
+        try:
+            if not math.isfinite(value):
+                return False
+        except OverflowError:  # an integer too large for a float
+            return False
+    return True
 
 
 def _as_tuple(value):

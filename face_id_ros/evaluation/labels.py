@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import math
 import re
 
-from face_id_ros.core.config import GalleryConfig, read_yaml
+from face_id_ros.core.config import GalleryConfig, read_yaml, short_repr, sorted_keys
 from face_id_ros.core.errors import FaceIdError
 import yaml
 
@@ -73,7 +73,7 @@ def parse_labels(mapping, source='labels', id_pattern=GalleryConfig().id_pattern
     Raises FaceIdError naming the interval and the field that is wrong.
     """
     if not isinstance(mapping, dict) or set(mapping) != {'intervals'}:
-        found = sorted(mapping) if isinstance(mapping, dict) else type(mapping).__name__
+        found = sorted_keys(mapping) if isinstance(mapping, dict) else type(mapping).__name__
         raise FaceIdError(f'{source}: expected a mapping with the one key "intervals", '
                           f'got {found}')
     items = mapping['intervals']
@@ -118,7 +118,7 @@ def subject_at(intervals, seconds):
 def _interval(item, where, pattern):
     if not isinstance(item, dict) or not (
             {'start', 'end', 'subject'} <= set(item) <= {'start', 'end', 'subject', 'masked'}):
-        found = sorted(item) if isinstance(item, dict) else repr(item)
+        found = sorted_keys(item) if isinstance(item, dict) else short_repr(item)
         raise FaceIdError(f'{where}: expected the keys start, end, subject and optionally '
                           f'masked, got {found}')
     start, end = (_seconds(item[key], f'{where}.{key}') for key in ('start', 'end'))
@@ -127,11 +127,12 @@ def _interval(item, where, pattern):
     subject = item['subject']
     if not isinstance(subject, str) or not (
             subject in (STRANGER, NOBODY) or pattern.fullmatch(subject)):
-        raise FaceIdError(f'{where}: subject {subject!r} is neither a patient id matching '
-                          f'{pattern.pattern!r} nor "{STRANGER}" nor "{NOBODY}"')
+        raise FaceIdError(f'{where}: subject {short_repr(subject)} is neither a patient id '
+                          f'matching {pattern.pattern!r} nor "{STRANGER}" nor "{NOBODY}"')
     masked = item.get('masked', False)
     if not isinstance(masked, bool):
-        raise FaceIdError(f'{where}.masked: expected true or false, got {masked!r}')
+        raise FaceIdError(f'{where}.masked: expected true or false, got '
+                          f'{short_repr(masked)}')
     if masked and subject == NOBODY:
         raise FaceIdError(f'{where}: nobody is in view, so nobody can be masked')
     return Interval(start, end, subject, masked)
@@ -139,8 +140,13 @@ def _interval(item, where, pattern):
 
 def _seconds(value, where):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise FaceIdError(f'{where}: expected seconds since the bag start, got {value!r}')
-    if not math.isfinite(value) or value < 0:
-        raise FaceIdError(f'{where}: {value!r} must be a finite, non-negative number of '
-                          'seconds since the bag start')
-    return float(value)
+        raise FaceIdError(f'{where}: expected seconds since the bag start, got '
+                          f'{short_repr(value)}')
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds < 0:
+        raise FaceIdError(f'{where}: {short_repr(value)} must be a finite, non-negative '
+                          'number of seconds since the bag start')
+    return seconds
