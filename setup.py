@@ -76,6 +76,8 @@ setup(
             'flake8-docstrings',
             'flake8-import-order',
             'flake8-quotes',
+            # Property tests of the decoders and loaders (test/test_fuzzing.py).
+            'hypothesis',
             'onnx',
             'pytest',
         ],

@@ -17,7 +17,7 @@
 import argparse
 import sys
 
-from face_id_ros.cli import benchmarks, runtime, ward
+from face_id_ros.cli import benchmarks, fuzz, runtime, ward
 from face_id_ros.core.errors import FaceIdError
 
 
@@ -38,6 +38,6 @@ def build_parser():
     """Build the argument parser with one sub-command per job."""
     parser = argparse.ArgumentParser(prog='face-id', description=__doc__)
     commands = parser.add_subparsers(dest='command', required=True)
-    for group in (runtime, benchmarks, ward):
+    for group in (runtime, benchmarks, ward, fuzz):
         group.add_commands(commands)
     return parser
