@@ -215,15 +215,12 @@ def test_by_default_a_masked_confirmed_face_is_granted_and_the_mask_is_in_the_ev
 
 def test_real_masks_messages_reach_the_gate(portrait, tmp_path):
     """The shipped model's /face_id/masks, serialised as CDR, tell the gate a masked face."""
-    from face_id_ros.core.alignment import detector_template
-    from face_id_ros.core.model_metadata import ARCFACE_TEMPLATE_112
     from face_id_ros.core.patient_id import mask_detections
-    from face_id_ros.evaluation.synthetic_masks import paint_mask
+    from face_id_ros.evaluation.synthetic_masks import paint_mask_on_face
     import numpy as np
     pipeline = Pipeline(PipelineConfig())
-    landmarks = pipeline.detector.detect(portrait)[0].landmarks
-    template = detector_template(pipeline.detector.landmark_set, ARCFACE_TEMPLATE_112)
-    masked = paint_mask(portrait, landmarks, np.random.default_rng(0), template)
+    detected = pipeline.detector.detect(portrait)[0]
+    masked = paint_mask_on_face(portrait, detected, np.random.default_rng(0))
     store = rosbags_typestore()
     Header, Time = store.types['std_msgs/msg/Header'], store.types['builtin_interfaces/msg/Time']
     calls = []

@@ -14,18 +14,17 @@
 
 """Masks: painted from landmarks, told by the shipped model, used by matching and tracking."""
 
+import dataclasses
 import math
 
-from face_id_ros.core.alignment import detector_template
 from face_id_ros.core.config import MatcherConfig, PipelineConfig, TrackerConfig
 from face_id_ros.core.embedding import OnnxEmbedder
 from face_id_ros.core.gallery import GallerySnapshot
 from face_id_ros.core.matching import FaceMatch, match
-from face_id_ros.core.model_metadata import ARCFACE_TEMPLATE_112
 from face_id_ros.core.patient_id import MASK, mask_detections, NO_MASK, UNKNOWN
 from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.core.tracking import CONFIRMED, FaceTracker, PENDING
-from face_id_ros.evaluation.synthetic_masks import paint_mask
+from face_id_ros.evaluation.synthetic_masks import paint_mask_on_face
 import numpy as np
 import pytest
 
@@ -38,19 +37,14 @@ def pipeline():
 
 @pytest.fixture(scope='module')
 def hopper(pipeline, portrait):
-    """Return the sample portrait, its face's landmarks, and the same photo masked."""
-    landmarks = pipeline.detector.detect(portrait)[0].landmarks
-    return portrait, landmarks, paint(pipeline, portrait, landmarks, 3)
-
-
-def paint(pipeline, image, landmarks, seed):
-    """Paint a mask on the face the pipeline's detector found at ``landmarks``."""
-    template = detector_template(pipeline.detector.landmark_set, ARCFACE_TEMPLATE_112)
-    return paint_mask(image, landmarks, np.random.default_rng(seed), template)
+    """Return the sample portrait, its detected face, and the same photo masked."""
+    face = pipeline.detector.detect(portrait)[0]
+    return portrait, face, paint_mask_on_face(portrait, face, np.random.default_rng(3))
 
 
 def test_a_mask_covers_nose_mouth_and_chin_and_leaves_the_eyes(hopper):
-    image, landmarks, masked = hopper
+    image, face, masked = hopper
+    landmarks = face.landmarks
     changed = np.abs(masked.astype(int) - image.astype(int)).sum(axis=2) > 30
     right_eye, left_eye, nose, mouth = np.round(landmarks).astype(int)  # BlazeFace's four
     for x, y in (mouth, (nose + mouth) // 2, mouth + (mouth - nose) // 2):
@@ -63,12 +57,13 @@ def test_a_mask_covers_nose_mouth_and_chin_and_leaves_the_eyes(hopper):
     assert rows.min() > min(right_eye[1], left_eye[1])
 
 
-def test_a_mask_follows_the_face_it_is_painted_on(pipeline, hopper):
-    image, landmarks, _ = hopper
+def test_a_mask_follows_the_face_it_is_painted_on(hopper):
+    image, face, _ = hopper
     shift = np.array([40.0, -25.0])
     moved = np.roll(image, (-25, 40), axis=(0, 1))
-    first = paint(pipeline, image, landmarks, 5)
-    second = paint(pipeline, moved, landmarks + shift, 5)
+    moved_face = dataclasses.replace(face, landmarks=face.landmarks + shift)
+    first = paint_mask_on_face(image, face, np.random.default_rng(5))
+    second = paint_mask_on_face(moved, moved_face, np.random.default_rng(5))
     inner = (slice(60, -60), slice(60, -60))
     assert np.abs(np.roll(first, (-25, 40), axis=(0, 1))[inner].astype(int)
                   - second[inner].astype(int)).max() <= 2

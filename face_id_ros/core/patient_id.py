@@ -66,7 +66,6 @@ def patient_detections(result):
     """Turn a pipeline ``FrameResult`` into the faces of one ``/patient_id`` message."""
     detections = []
     for face, box in zip(result.faces, result.boxes):
-        x1, y1, x2, y2 = (float(value) for value in box)
         candidates = tuple(Hypothesis(candidate.patient_id, float(candidate.score))
                            for candidate in face.candidates)
         best_score = candidates[0].score if candidates else 0.0
@@ -77,8 +76,7 @@ def patient_detections(result):
             decision = Hypothesis(UNKNOWN if face.status == UNKNOWN else PENDING,
                                   best_score)
             others = candidates
-        detections.append(PatientDetection(face.track_id, (x1 + x2) / 2.0, (y1 + y2) / 2.0,
-                                           x2 - x1, y2 - y1, (decision,) + others))
+        detections.append(_detection(face, box, (decision,) + others))
     return detections
 
 
@@ -86,7 +84,6 @@ def mask_detections(result):
     """Turn a pipeline ``FrameResult`` into the faces of one ``face_id/masks`` message."""
     detections = []
     for face, box in zip(result.faces, result.boxes):
-        x1, y1, x2, y2 = (float(value) for value in box)
         probability = face.mask_probability
         if face.masked is None:
             hypothesis = Hypothesis(UNKNOWN, 0.0)
@@ -94,6 +91,12 @@ def mask_detections(result):
             hypothesis = Hypothesis(MASK, probability)
         else:
             hypothesis = Hypothesis(NO_MASK, 1.0 - probability)
-        detections.append(PatientDetection(face.track_id, (x1 + x2) / 2.0, (y1 + y2) / 2.0,
-                                           x2 - x1, y2 - y1, (hypothesis,)))
+        detections.append(_detection(face, box, (hypothesis,)))
     return detections
+
+
+def _detection(face, box, hypotheses):
+    """One face of a message: its track, its box as centre and size, its hypotheses."""
+    x1, y1, x2, y2 = (float(value) for value in box)
+    return PatientDetection(face.track_id, (x1 + x2) / 2.0, (y1 + y2) / 2.0, x2 - x1,
+                            y2 - y1, hypotheses)

@@ -29,12 +29,11 @@ import time
 import types
 
 import cv2
-from face_id_ros.core.alignment import centre_landmarks, detector_template
+from face_id_ros.core.alignment import centre_landmarks
 from face_id_ros.core.errors import FaceIdError
 from face_id_ros.core.image_files import identity_folders, image_files, read_image
-from face_id_ros.core.model_metadata import ARCFACE_TEMPLATE_112
 from face_id_ros.evaluation import metrics
-from face_id_ros.evaluation.synthetic_masks import paint_mask
+from face_id_ros.evaluation.synthetic_masks import paint_mask_on_face
 import numpy as np
 
 # The ArcFace crop inside the aligned canvases.
@@ -70,30 +69,27 @@ def align_photos(pipeline, paths, description, mask_seed=None):
     fallbacks = 0
     for index, path in enumerate(tqdm(paths, desc=description, unit='photo')):
         image = read_image(path)
-        landmarks = _central_landmarks(pipeline, image)
-        if landmarks is not None and rng is not None:
-            image = paint_mask(image, landmarks, rng, _painting_template(pipeline))
-            landmarks = _central_landmarks(pipeline, image)
-        if landmarks is None:
+        face = _central_face(pipeline, image)
+        if face is not None and rng is not None:
+            image = paint_mask_on_face(image, face, rng)
+            face = _central_face(pipeline, image)
+        if face is None:
             fallbacks += 1
             landmarks = centre_landmarks(image, pipeline.template, (width, height))
+        else:
+            landmarks = face.landmarks
         crops[index] = pipeline.align(image, [landmarks])[0]
     return crops, fallbacks
 
 
-def _central_landmarks(pipeline, image):
-    """Return the landmarks of the face nearest the photo's centre, or None."""
+def _central_face(pipeline, image):
+    """Return the detected face nearest the photo's centre, or None."""
     faces = pipeline.detector.detect(image)
     if not faces:
         return None
     centre = np.array(image.shape[1::-1], np.float32) / 2.0
     return min(faces, key=lambda item: np.linalg.norm(
-        (item.box[:2] + item.box[2:]) / 2.0 - centre)).landmarks
-
-
-def _painting_template(pipeline):
-    """Where the detector's landmarks lie in the ArcFace 112 crop (the mask painter's frame)."""
-    return detector_template(pipeline.detector.landmark_set, ARCFACE_TEMPLATE_112)
+        (item.box[:2] + item.box[2:]) / 2.0 - centre))
 
 
 def embed_photos(pipeline, paths, description, mask_seed=None):
@@ -404,11 +400,12 @@ def interleaved_latency(paths, rounds=30, runs=100):
     from face_id_ros.core.embedding import OnnxEmbedder
     from tqdm import tqdm
     models = {path: OnnxEmbedder(path) for path in paths}
+    crops = {path: np.full((1,) + model.input_size[::-1] + (3,), 128, np.uint8)
+             for path, model in models.items()}
     medians = {path: [] for path in paths}
     for _ in tqdm(range(rounds), desc='latency rounds', unit='round'):
         for path, model in models.items():
-            width, height = model.input_size
-            crop = np.full((1, height, width, 3), 128, np.uint8)
+            crop = crops[path]
             times = []
             for _ in range(runs):
                 started = time.perf_counter()

@@ -25,7 +25,7 @@ would learn the colour, not the mask. Real masked photos (RMFD) stay the measure
 """
 
 import cv2
-from face_id_ros.core.alignment import similarity_transform
+from face_id_ros.core.alignment import detector_template, similarity_transform
 from face_id_ros.core.model_metadata import ARCFACE_TEMPLATE_112
 import numpy as np
 
@@ -44,9 +44,9 @@ def paint_mask(image, landmarks, rng, template=ARCFACE_TEMPLATE_112):
     """
     Return a copy of the BGR uint8 ``image`` with a mask painted on the face at ``landmarks``.
 
-    ``landmarks`` are a detector's points in image pixels and ``template`` where those
-    points lie in the ArcFace 112 crop: the five ArcFace points by default; for another
-    detector, ``alignment.detector_template(detector.landmark_set, ARCFACE_TEMPLATE_112)``.
+    ``landmarks`` are points in image pixels and ``template`` where those points lie in the
+    ArcFace 112 crop (the five ArcFace points by default; ``paint_mask_on_face`` maps a
+    detector's own points).
     ``rng`` (``numpy.random.Generator``) picks the mask's shape, colour and texture.
     """
     colour_layer, alpha = _mask_in_template(rng)
@@ -58,6 +58,12 @@ def paint_mask(image, landmarks, rng, template=ARCFACE_TEMPLATE_112):
     colour_layer *= _scene_light(image, alpha)
     blended = image.astype(np.float32) * (1.0 - alpha) + colour_layer * alpha
     return np.clip(blended, 0, 255).astype(np.uint8)
+
+
+def paint_mask_on_face(image, face, rng):
+    """Return a copy of the BGR ``image`` with a mask on ``face``, a detector's Face."""
+    return paint_mask(image, face.landmarks, rng,
+                      detector_template(face.landmark_set, ARCFACE_TEMPLATE_112))
 
 
 def paint_masks_on_crops(crops, rng, template=ARCFACE_TEMPLATE_112, offsets=None):

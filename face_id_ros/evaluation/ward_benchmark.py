@@ -123,14 +123,14 @@ def add_masked_templates(pipeline, gallery, patient_id, photos, random):
     whose masked face the gate refuses is left out.
     """
     from face_id_ros.core.quality import assess_photo
-    from face_id_ros.evaluation.wardbag import mask_face
+    from face_id_ros.evaluation.synthetic_masks import paint_mask_on_face
     samples = []
     for photo in photos:
         image = read_image(photo)
-        faces = pipeline.describe(image).faces
+        face = pipeline.detector.detect(image)[0]  # an accepted photo shows one face
         try:
-            samples.append((photo, assess_photo(mask_face(image, faces[0], random), pipeline,
-                                                pipeline.config.quality)))
+            samples.append((photo, assess_photo(paint_mask_on_face(image, face, random),
+                                                pipeline, pipeline.config.quality)))
         except EnrolmentRejected:
             pass
     if samples:

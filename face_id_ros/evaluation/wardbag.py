@@ -39,6 +39,7 @@ from pathlib import Path
 import cv2
 from face_id_ros.core.errors import ConfigError, FaceIdError
 from face_id_ros.evaluation.labels import Interval, NOBODY, STRANGER
+from face_id_ros.evaluation.synthetic_masks import paint_mask_on_face
 import numpy as np
 import yaml
 
@@ -343,22 +344,8 @@ class Cutout:
 
 def masked_cutout(cutout, random):
     """Return the cutout with a synthetic mask painted on its face (``random`` draws it)."""
-    return dataclasses.replace(cutout, pixels=mask_face(cutout.pixels, cutout.face, random),
-                               masked=True)
-
-
-def mask_face(image, face, random):
-    """
-    Return a copy of a BGR photo with a synthetic mask on ``face`` (a detector Face).
-
-    The detector's landmarks (BlazeFace's four or YuNet's five) are mapped onto the ArcFace
-    112 frame the mask is drawn in through the points they correspond to there.
-    """
-    from face_id_ros.core.alignment import detector_template
-    from face_id_ros.core.model_metadata import ARCFACE_TEMPLATE_112
-    from face_id_ros.evaluation.synthetic_masks import paint_mask
-    return paint_mask(image, face.landmarks, random,
-                      detector_template(face.landmark_set, ARCFACE_TEMPLATE_112))
+    pixels = paint_mask_on_face(cutout.pixels, cutout.face, random)
+    return dataclasses.replace(cutout, pixels=pixels, masked=True)
 
 
 def load_cutout(path, detector):

@@ -223,10 +223,11 @@ class MedicationGate:
         if self._streak_count < config.min_confirmed_frames:
             return (f'{face.class_id} confirmed in {self._streak_count} consecutive frame(s), '
                     f'needs {config.min_confirmed_frames}')
-        if config.require_unmasked and self._mask_of(face) != NO_MASK:
+        mask = self._mask_of(face)
+        if config.require_unmasked and mask != NO_MASK:
             return (f'{face.class_id} is confirmed, but an unmasked face is required '
                     f'(require_unmasked) and /face_id/masks shows '
-                    f'{self._mask_of(face) or "nothing for this frame"}')
+                    f'{mask or "nothing for this frame"}')
         if wristband is None:
             return 'no wristband scan'
         if now - wristband.stamp > config.wristband_max_age_s:

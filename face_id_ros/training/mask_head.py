@@ -105,9 +105,13 @@ class MaskHead(nn.Module):
         lower = features[:, :, self.split_row:].mean((2, 3))
         return torch.cat([upper, lower], 1)
 
+    def chance(self, pooled):
+        """Return the mask probability ``(N, 1)`` from ``pooled`` features."""
+        return torch.sigmoid(self.linear(pooled))
+
     def forward(self, features):
         """Return the mask probability ``(N, 1)``."""
-        return torch.sigmoid(self.linear(self.pooled(features)))
+        return self.chance(self.pooled(features))
 
 
 def is_held_out(path, fraction):
@@ -236,14 +240,13 @@ def test_sets(config, lfw):
 
 
 def measure(backbone, head, config, lfw):
-    """Score the test photos as the runtime sees them; return (report, per-photo arrays)."""
+    """Score the test photos as the runtime sees them; return the report."""
     pipeline = Pipeline(PipelineConfig())  # the runtime's detector and alignment
     probabilities, truths, report = [], [], {'sets': {}}
     for name, (paths, masked) in test_sets(config, lfw).items():
         crops, fallbacks = benchmarks.align_photos(pipeline, paths, name)
         with torch.no_grad():
-            chance = torch.cat([head(_features(backbone, crops[start:start + 256]))[:, 0]
-                                for start in range(0, len(crops), 256)]).numpy()
+            chance = head.chance(pooled_features(backbone, head, crops))[:, 0].numpy()
         called = chance >= config.threshold
         correct = int((called == masked).sum())
         report['sets'][name] = {'photos': len(paths), 'centre_crop_fallbacks': fallbacks,
@@ -252,7 +255,7 @@ def measure(backbone, head, config, lfw):
         truths.append(np.full(len(paths), masked))
     chance, truth = np.concatenate(probabilities), np.concatenate(truths)
     report.update(_summary(chance, truth, config.threshold))
-    return report, chance, truth
+    return report
 
 
 def _features(backbone, crops):
@@ -283,7 +286,7 @@ def build(config, lfw=None):
           f'{int((masked & ~real).sum())} synthetic masked, {int((~masked).sum())} unmasked')
     head = fit_head(head, pooled_features(backbone, head, crops), masked,
                     config.weight_decay).eval()
-    report, _, _ = measure(backbone, head, config, lfw)
+    report = measure(backbone, head, config, lfw)
     far, tar = report.pop('roc')
     out = Path(config.report)
     out.mkdir(parents=True, exist_ok=True)
