@@ -256,6 +256,83 @@ def test_smeared_top_copies_one_row_upwards_and_leaves_the_rest(face_pack):
     assert all(16 <= depth <= 32 for depth in depths) and len(set(depths)) > 1
 
 
+def test_a_turn_without_roll_yaw_or_zoom_changes_nothing_and_a_turn_does(face_pack):
+    images = torch.from_numpy(np.array(data.load_pack(face_pack).images))
+    still = {'max_shift': 0, 'flip': 0, 'color': 0, 'low_light': 0, 'blur': 0, 'mask': 0}
+    plain = data.Augmenter(data.AugmentConfig(**still))(images)
+    level = data.Augmenter(data.AugmentConfig(turn=1.0, max_roll=0, max_yaw=0, max_zoom=0,
+                                              **still))(images)
+    assert torch.allclose(level, plain, atol=1e-4)
+    turned = data.Augmenter(data.AugmentConfig(turn=1.0, **still), seed=2)(images)
+    assert (turned - plain).abs().mean(dim=(1, 2, 3)).min() > 0.01
+    yawed = data.Augmenter(data.AugmentConfig(turn=1.0, max_roll=0, max_zoom=0,
+                                              **still), seed=2)(images)
+    # A yaw keeps the vertical centre line (its pixels move by a fifth of a pixel at most)
+    # and squeezes the sides: their columns move.
+    assert (yawed[..., 55:57] - plain[..., 55:57]).abs().mean() < 0.01
+    assert (yawed[..., :20] - plain[..., :20]).abs().mean(dim=(1, 2, 3)).min() > 0.01
+
+
+def test_mixed_views_hold_both_faces_and_say_which_were_mixed(face_pack):
+    images = torch.from_numpy(np.array(data.load_pack(face_pack).images))
+    still = {'max_shift': 0, 'flip': 0, 'color': 0, 'low_light': 0, 'blur': 0, 'mask': 0}
+    plain = data.Augmenter(data.AugmentConfig(**still))(images)
+    inputs, mixed = data.Augmenter(data.AugmentConfig(mix=1.0, cutmix=1.0, **still),
+                                   seed=5).views(images)
+    assert mixed.all()
+    for face, own in zip(inputs, plain):
+        same = (face - own).abs().amax(0) < 1e-5
+        pasted = ~same
+        # A cutmix pastes one rectangle of another face of the batch and keeps the rest.
+        rows, columns = pasted.any(1).nonzero().ravel(), pasted.any(0).nonzero().ravel()
+        assert 0 < pasted.sum() < same.numel()
+        assert pasted[rows.min():rows.max() + 1, columns.min():columns.max() + 1].float(
+            ).mean() > 0.9
+        assert any(torch.allclose(face[:, pasted], other[:, pasted], atol=1e-5)
+                   for other in plain if other is not own)
+    blended, mixed = data.Augmenter(data.AugmentConfig(mix=1.0, cutmix=0.0, **still),
+                                    seed=5).views(images)
+    assert mixed.all() and not any(torch.allclose(face, own, atol=1e-3)
+                                   for face, own in zip(blended, plain))
+    _, mixed = data.Augmenter(data.AugmentConfig(**still)).views(images)
+    assert not mixed.any()
+
+
+def test_mixing_faces_needs_exact_view_targets():
+    with pytest.raises(ConfigError, match='exact_view'):
+        load_recipe(SMOKE_RECIPE, ['augment.mix=0.2'])
+    assert load_recipe(SMOKE_RECIPE, ['augment.mix=0.2', 'loss.targets=exact_view'])
+
+
+TEACHER_WEIGHTS = (Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'models'
+                   / 'teacher_mobilefacenet' / 'mobilefacenet.pt')
+
+
+@pytest.mark.skipif(not TEACHER_WEIGHTS.exists(), reason='needs ../shared/data teacher weights')
+def test_exact_view_targets_are_the_teachers_embedding_of_each_view(face_pack, tmp_path):
+    recipe = load_recipe(SMOKE_RECIPE, [
+        f'data.pack={face_pack}', f'data.teacher_weights={TEACHER_WEIGHTS}',
+        'loss.targets=exact_view', 'loss.margin_weight=0', 'loss.triplet_weight=0',
+        'model.embedding_size=128', 'augment.mix=0.5', 'augment.turn=0.5', 'train.epochs=1'])
+    trainer = Trainer(recipe, tmp_path / 'run')
+    teacher = trainer.teacher
+    views, _ = data.Augmenter(recipe.augment, seed=1).views(
+        torch.from_numpy(np.array(data.load_pack(face_pack).images)))
+    exact, rounded = teacher(views, bfloat16=False), teacher(views, bfloat16=True)
+    assert torch.allclose(exact.norm(dim=1), torch.ones(len(exact)), atol=1e-5)
+    # bfloat16 autocast moves a target by far less than the student's distance to it.
+    assert torch.nn.functional.cosine_similarity(exact, rounded).min() > 0.99
+    centre = data.network_faces(np.array(data.load_pack(face_pack).images))
+    assert torch.nn.functional.cosine_similarity(exact, teacher(centre, bfloat16=False)).min(
+        ) < 0.99  # the views' targets are not the centre crop's
+    val = trainer.plan.val
+    assert torch.allclose(trainer.val_targets, teacher(
+        centre[val], flip_sum=True, bfloat16=False), atol=1e-5)
+    trainer.run()
+    with open(tmp_path / 'run' / 'train_log.csv', encoding='utf-8') as stream:
+        assert all(float(row['distill']) > 0 for row in csv.DictReader(stream))
+
+
 def _smoke_recipe(face_pack, **train):
     overrides = [f'data.pack={face_pack}', 'train.warmup_steps=5']
     overrides += [f'train.{key}={value}' for key, value in train.items()]

@@ -63,6 +63,9 @@ class DataConfig:
     pack: str = setting('.cache/train_pack', 'Pack path prefix written by pack_faces.')
     teacher: str = setting('../shared/data/models/teacher_mobilefacenet/mobilefacenet.onnx',
                            'Teacher ONNX for distillation targets; empty for none.')
+    teacher_weights: str = setting(
+        '../shared/data/models/teacher_mobilefacenet/mobilefacenet.pt',
+        "The teacher's PyTorch state_dict, run on the fly for exact-view targets.")
     teacher_mean: tuple = setting(IMAGENET_MEAN, 'Teacher input mean per RGB channel (0-255).')
     teacher_std: tuple = setting(IMAGENET_STD, 'Teacher input std per RGB channel (0-255).')
     val_fraction: float = setting(0.02, 'Share of faces held out to track teacher agreement.',
@@ -265,6 +268,18 @@ class AugmentConfig:
         0.0, 'Probability of replicating one row over the top of the face, as UTKFace '
         'canvases are padded, so that a smeared forehead tells nothing of where a face came '
         'from.', 0.0, 1.0)
+    turn: float = setting(0.0, 'Probability of a head turn: in-plane rotation, a perspective '
+                          'warp that mimics a yaw of the head, and a scale change.', 0.0, 1.0)
+    max_roll: float = setting(15.0, 'Largest in-plane rotation of a turn (degrees).',
+                              0.0, 90.0)
+    max_yaw: float = setting(0.35, 'Largest perspective strength of a turn (0.35 shortens '
+                             'the far side of the face by about a third).', 0.0, 0.9)
+    max_zoom: float = setting(0.1, 'Largest relative scale change of a turn.', 0.0, 0.5)
+    mix: float = setting(0.0, 'Probability of mixing a face with another of the batch (only '
+                         'for exact-view targets: the teacher embeds the mixed picture; mixed '
+                         'faces leave the margin loss).', 0.0, 1.0)
+    cutmix: float = setting(0.5, 'Share of mixes that paste a rectangle of the other face '
+                            '(cutmix); the rest blend both (mixup).', 0.0, 1.0)
 
     @classmethod
     def from_dict(cls, mapping, source='augment'):
@@ -279,6 +294,9 @@ LOW_LIGHT_SCALE = (0.2, 0.6)
 LOW_LIGHT_NOISE = (2.0, 10.0)
 BLUR_SIGMA = (0.6, 1.6)
 BLUR_RADIUS = 3
+# Mixup weight of the second face, and the side range of a cutmix rectangle (share of the crop).
+MIX_WEIGHT = (0.2, 0.5)
+CUTMIX_SIDE = (0.3, 0.6)
 # Canvas row down to which a smeared top reaches: UTKFace's replicated bands end at rows
 # 27-37 of the 128 px canvas (10th-90th percentile of 400 faces).
 SMEAR_CANVAS_ROWS = (24, 40)
@@ -288,9 +306,10 @@ class Augmenter:
     """
     Random augmentation of a batch of packed faces, producing network input.
 
-    Order: random 112 px crop (in the canvas margin), smeared top, synthetic mask, flip,
-    colour jitter, low light with noise, blur, scaling to the net's input size; each but the
-    crop and the scaling touches only the faces its probability picks.
+    Order: random 112 px crop (in the canvas margin), smeared top, synthetic mask, head turn,
+    mix with another face, flip, colour jitter, low light with noise, blur, scaling to the
+    net's input size; each but the crop and the scaling touches only the faces its
+    probability picks.
     All randomness comes from one ``torch.Generator`` (``generator``), so a run is
     reproducible and resumable.
     """
@@ -304,16 +323,26 @@ class Augmenter:
 
     def __call__(self, images):
         """Augment ``(N, H, W, 3)`` uint8 RGB faces; return normalised ``(N, 3, S, S)``."""
+        return self.views(images)[0]
+
+    def views(self, images):
+        """Return ``(inputs, mixed)``: the augmented faces and which were mixed with another."""
         config = self.config
         faces, offsets = self._crop(images)
         faces = faces.permute(0, 3, 1, 2).float()
         faces = self._apply(faces, config.smear_top, self._smear_top, offsets)
         faces = self._apply(faces, config.mask, self._mask, offsets)
+        if config.turn:
+            faces = self._apply(faces, config.turn, self._turn)
+        mixed = torch.zeros(len(faces), dtype=torch.bool, device=faces.device)
+        if config.mix and len(faces) > 1:
+            faces, mixed = self._mix(faces)
         faces = self._apply(faces, config.flip, lambda picked: picked.flip(3))
         faces = self._apply(faces, config.color, self._color)
         faces = self._apply(faces, config.low_light, self._low_light)
         faces = self._apply(faces, config.blur, self._blur)
-        return resize_input((faces.clamp(0, 255) - INPUT_MEAN) / INPUT_STD, self.input_size)
+        inputs = resize_input((faces.clamp(0, 255) - INPUT_MEAN) / INPUT_STD, self.input_size)
+        return inputs, mixed
 
     def _apply(self, faces, probability, transform, *extra):
         """Transform the faces picked with ``probability`` (and their rows of ``extra``)."""
@@ -366,6 +395,47 @@ class Augmenter:
         pleats = 1 - 0.07 * ((rows / (6 * scale)).floor() % 2)
         paint = colours.to(faces.device)[:, :, None, None] * pleats[:, None]
         return torch.where(inside[:, None], paint, faces)
+
+    def _turn(self, faces):
+        """
+        Turn the head: roll in the image plane, a perspective warp for yaw, a zoom.
+
+        The warp divides by ``1 + yaw * x``, shortening the side the head turns away from, as
+        a face turned by some 20-30 degrees looks to a camera; edges repeat the border pixels.
+        """
+        config, count = self.config, len(faces)
+        roll = torch.deg2rad(self._uniform(-config.max_roll, config.max_roll, (count, 1, 1),
+                                           faces))
+        yaw = self._uniform(-config.max_yaw, config.max_yaw, (count, 1, 1), faces)
+        zoom = self._uniform(1 - config.max_zoom, 1 + config.max_zoom, (count, 1, 1), faces)
+        span = torch.linspace(-1, 1, faces.shape[-1], device=faces.device)
+        rows, columns = span[None, :, None], span[None, None, :]
+        x = (columns * torch.cos(roll) - rows * torch.sin(roll)) * zoom
+        y = (columns * torch.sin(roll) + rows * torch.cos(roll)) * zoom
+        depth = 1 + yaw * x
+        grid = torch.stack([x / depth, y / depth], dim=-1)
+        return functional.grid_sample(faces, grid, mode='bilinear', padding_mode='border',
+                                      align_corners=True)
+
+    def _mix(self, faces):
+        """Mix the picked faces with others of the batch: cutmix rectangles or mixup blends."""
+        count, size = len(faces), faces.shape[-1]
+        picked = (torch.rand(count, generator=self.generator) < self.config.mix).to(
+            faces.device)
+        partners = (torch.arange(count) + torch.randint(1, count, (count,),
+                                                        generator=self.generator)) % count
+        others = faces[partners.to(faces.device)]
+        cut = (torch.rand(count, generator=self.generator) < self.config.cutmix).to(
+            faces.device)
+        sides = (self._uniform(*CUTMIX_SIDE, (count, 2), faces) * size).long()
+        corners = (self._uniform(0, 1, (count, 2), faces) * (size - sides)).long()
+        span = torch.arange(size, device=faces.device)[None, :]
+        within = (span >= corners[:, :, None]) & (span < (corners + sides)[:, :, None])
+        inside = within[:, 0, :, None] & within[:, 1, None, :]
+        weight = self._uniform(*MIX_WEIGHT, (count, 1, 1), faces)
+        weight = torch.where(cut[:, None, None], inside.float(), weight)
+        weight = weight * picked[:, None, None]
+        return faces + (others - faces) * weight[:, None], picked
 
     def _color(self, faces):
         """Jitter brightness, contrast, saturation and per-channel gain."""

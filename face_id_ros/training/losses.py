@@ -43,6 +43,11 @@ class LossConfig:
     taylor_terms: int = setting(4, 'ArcFace-w: terms of the arcsin series kept.', 1, 10000)
     margin_weight: float = setting(0.3, 'Weight of the margin-head loss.', 0.0, 100.0)
     distill_weight: float = setting(1.0, 'Weight of 1 - cos(student, teacher).', 0.0, 100.0)
+    targets: str = setting(
+        'centre_crop', "The teacher's embedding the student is pulled to: of the face's "
+        "centre crop (cached by prepare) or of the exact view the student sees (the teacher's "
+        'PyTorch weights, data.teacher_weights, run on every batch).',
+        choices=('centre_crop', 'exact_view'))
     relation_weight: float = setting(
         0.0, "Weight of the relational term: mean squared difference of the batch's cosine "
         'matrices, student vs teacher (how faces relate, not only where each lies).',

@@ -38,7 +38,9 @@ import time
 
 from face_id_ros.core.errors import ConfigError, FaceIdError
 from face_id_ros.training.backbones import Backbone, BackboneConfig, prune_into
-from face_id_ros.training.data import Augmenter, held_out_indices, load_pack, network_faces
+from face_id_ros.training.cut import teacher_backbone, TEACHER_CONFIG
+from face_id_ros.training.data import (
+    Augmenter, CROP_SIZE, held_out_indices, load_pack, network_faces, resize_input)
 from face_id_ros.training.export import backbone_from_onnx, build_metadata, export_onnx
 from face_id_ros.training.losses import CombinedLoss
 from face_id_ros.training.recipes import load_recipe
@@ -123,6 +125,35 @@ def make_optimizer(config, parameters):
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
+class ExactViewTeacher:
+    """
+    The MobileFaceNet teacher run on the very views the student sees: exact-view targets.
+
+    On the fly rather than cached: a run of a few thousand steps sees each face's views once
+    (random crop, turn, mask, mix, colour), so a cache of views would be computed once and
+    read once, and it would fix the views a run can draw.
+    """
+
+    def __init__(self, data_config, bfloat16, device):
+        """Load the teacher's weights for our input normalisation, frozen, channels-last."""
+        self.model = teacher_backbone(data_config.teacher_weights, data_config.teacher_mean,
+                                      data_config.teacher_std).to(
+            device, memory_format=torch.channels_last)
+        self.model.requires_grad_(False)
+        self.bfloat16, self.device = bfloat16, device
+        self.embedding_size = TEACHER_CONFIG.embedding_size
+
+    def __call__(self, inputs, flip_sum=False, bfloat16=None):
+        """Return the unit teacher embeddings of 112 px network inputs (flip-summed if asked)."""
+        enabled = self.bfloat16 if bfloat16 is None else bfloat16
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16, enabled=enabled):
+            embeddings = self.model(inputs).float()
+            if flip_sum:
+                embeddings = embeddings + self.model(inputs.flip(3)).float()
+        return functional.normalize(embeddings, dim=1)
+
+
 class Trainer:
     """One training run: data, model, loss, optimiser, checkpoints and logs in ``out_dir``."""
 
@@ -135,10 +166,18 @@ class Trainer:
         self.device = torch.device('cuda' if config.device == 'cuda' or (
             config.device == 'auto' and torch.cuda.is_available()) else 'cpu')
         self.pack = load_pack(recipe.data.pack)
-        self.targets = None
-        if recipe.loss.distill_weight > 0:
-            self.targets = _load_targets(recipe.data.teacher_targets, len(self.pack.labels))
         self.plan = BatchPlan(self.pack.labels, config, config.seed, recipe.data.val_fraction)
+        self.targets = self.teacher = self.val_targets = None
+        if recipe.loss.distill_weight > 0 and recipe.loss.targets == 'exact_view':
+            self.teacher = ExactViewTeacher(recipe.data, config.teacher_bfloat16, self.device)
+            # The held-out measure stays the cached one: flip-sum of the centre crop, float32.
+            self.val_targets = torch.cat([self.teacher(
+                network_faces(self.pack.images[self.plan.val[start:start + 256]]).to(
+                    self.device), flip_sum=True, bfloat16=False)
+                for start in range(0, len(self.plan.val), 256)])
+        elif recipe.loss.distill_weight > 0:
+            self.targets = _load_targets(recipe.data.teacher_targets, len(self.pack.labels))
+            self.val_targets = torch.from_numpy(self.targets[self.plan.val]).to(self.device)
         # channels_last: 0.70 s instead of 0.96 s per step of 128 on the 2-core CPU (batch
         # norm and its backward, memory-bound, are 43% of a step).
         self.model = Backbone(recipe.model).to(self.device, memory_format=torch.channels_last)
@@ -150,10 +189,11 @@ class Trainer:
         self.forward = torch.compile(self.model) if config.torch_compile else self.model
         self.criterion = CombinedLoss(
             recipe.loss, recipe.model.embedding_size, len(self.pack.identities),
-            None if self.targets is None else self.targets.shape[1]).to(self.device)
+            None if self.val_targets is None else self.val_targets.shape[1]).to(self.device)
         self.optimizer = make_optimizer(config, list(self.model.parameters())
                                         + list(self.criterion.parameters()))
-        self.augmenter = Augmenter(recipe.augment, recipe.model.input_size, config.seed)
+        # Views at the teacher's 112 px; the student's input is scaled from them.
+        self.augmenter = Augmenter(recipe.augment, CROP_SIZE, config.seed)
         steps = config.epochs * self.plan.steps_per_epoch
         self.total_steps = min(steps, config.max_steps) if config.max_steps else steps
         self.epoch, self.step_in_epoch, self.step = 0, 0, 0
@@ -210,13 +250,18 @@ class Trainer:
         indices = indices[order]
         images = torch.from_numpy(self.pack.images[indices]).to(self.device)
         labels = torch.from_numpy(self.pack.labels[indices]).to(self.device)
-        teacher = None
-        if self.targets is not None:
-            teacher = torch.from_numpy(self.targets[indices]).to(self.device)
         lr = learning_rate(self.recipe.train, self.step, self.total_steps)
         for group in self.optimizer.param_groups:
             group['lr'] = lr
-        inputs = self.augmenter(images).contiguous(memory_format=torch.channels_last)
+        views, mixed = self.augmenter.views(images)
+        labels = torch.where(mixed, -1, labels)  # a mix of two people has no identity
+        teacher = None
+        if self.teacher is not None:
+            teacher = self.teacher(views)
+        elif self.targets is not None:
+            teacher = torch.from_numpy(self.targets[indices]).to(self.device)
+        inputs = resize_input(views, self.recipe.model.input_size).contiguous(
+            memory_format=torch.channels_last)
         loss, parts = self.criterion(self.forward(inputs), labels, teacher)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -225,14 +270,13 @@ class Trainer:
 
     def validate(self):
         """Return the mean cosine of student and teacher on the held-out faces (or None)."""
-        if self.targets is None or not len(self.plan.val):
+        if self.val_targets is None or not len(self.plan.val):
             return None
         embeddings = self._embed(self.plan.val)
         with torch.no_grad():
             if self.criterion.projection is not None:
                 embeddings = self.criterion.projection(embeddings)
-        teacher = torch.from_numpy(self.targets[self.plan.val]).to(self.device)
-        return float(functional.cosine_similarity(embeddings, teacher).mean())
+        return float(functional.cosine_similarity(embeddings, self.val_targets).mean())
 
     def impostor_cosine(self):
         """
