@@ -470,6 +470,32 @@ def tiny_lfw(folder, portrait):
     return folder
 
 
+def test_every_export_is_kept_and_scored_once_on_the_learning_curve(
+        face_pack, tmp_path, portrait):
+    from face_id_ros.training import curve
+    run = tmp_path / 'run'
+    trainer = Trainer(_smoke_recipe(face_pack, epochs=1), run)
+    trainer.run()
+    trainer.export()
+    with open(run / 'exports.csv', encoding='utf-8') as stream:
+        exports = list(csv.DictReader(stream))
+    assert [row['steps'] for row in exports] == ['1']
+    assert float(exports[0]['run_hours']) > 0 and exports[0]['val_teacher_cosine']
+    assert (run / exports[0]['model']).read_bytes() == (run / 'face_embedder.onnx').read_bytes()
+    lfw, points = tiny_lfw(tmp_path / 'lfw', portrait), tmp_path / 'curve' / 'curve.csv'
+    arguments = ['--run', str(run), '--curve', str(points), '--lfw', str(lfw),
+                 '--crops', str(tmp_path / 'crops.npy'), '--hours-before', '2']
+    curve.main(arguments)
+    curve.main(arguments)  # nothing new to score: no second row
+    with open(points, encoding='utf-8') as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 1 and rows[0]['label'] == 'run' and rows[0]['steps'] == '1'
+    assert float(rows[0]['hours']) == pytest.approx(2 + float(exports[0]['run_hours']),
+                                                    abs=1e-3)
+    assert 0 <= float(rows[0]['lfw_accuracy']) <= 1
+    assert cv2.imread(str(points.with_suffix('.png'))) is not None
+
+
 def test_ablation_trains_each_row_once_and_scores_all_on_lfw(face_pack, tmp_path, portrait):
     reference = random_init_model(tmp_path / 'reference.onnx', backbones.BackboneConfig(
         width_mult=0.25, embedding_size=32))

@@ -114,10 +114,10 @@ def train_row(plan, row):
                        'val_teacher_cosine': trainer.validate()}
 
 
-def aligned_lfw(plan):
+def aligned_lfw(lfw, cache):
     """Return (pairs, paths, crops): LFW aligned once by the runtime pipeline, cached."""
-    pairs, paths = lfw_photos(plan.lfw)
-    cache = Path(plan.out) / 'lfw_aligned.npy'
+    pairs, paths = lfw_photos(lfw)
+    cache = Path(cache)
     if cache.exists():
         crops = np.load(cache)
     else:
@@ -151,7 +151,7 @@ def run_plan(plan, plan_path):
         else:
             print(f'== {row.name}: {row.label}')
             models.append((row, *train_row(plan, row)))
-    pairs, paths, crops = aligned_lfw(plan)
+    pairs, paths, crops = aligned_lfw(plan.lfw, Path(plan.out) / 'lfw_aligned.npy')
     table = [{'row': row.name, 'label': row.label,
               'onnx_mb': os.path.getsize(onnx_path) / 2 ** 20, **summary,
               **score_row(onnx_path, pairs, paths, crops)}

@@ -24,7 +24,9 @@ A recipe has the sections ``model`` (BackboneConfig), ``loss`` (LossConfig), ``d
 the margin and triplet losses have classes and positives) with unlabelled ones; the
 distillation loss covers all of them. The output folder gets ``checkpoint.pt`` (every
 epoch), ``train_log.csv`` (every step), ``epoch_log.csv``, ``learning_curve.png`` and, at
-the end of the command, ``face_embedder.onnx``.
+the end of the command (and every ``train.export_minutes`` on the way), ``face_embedder.onnx``,
+of which every copy is kept in ``exports/`` and listed in ``exports.csv`` (steps, hours of
+steps, held-out cosine) for the learning curve (``training/curve.py``).
 """
 
 import argparse
@@ -34,6 +36,7 @@ from dataclasses import asdict
 import math
 import os
 from pathlib import Path
+import shutil
 import time
 
 from face_id_ros.core.errors import ConfigError, FaceIdError
@@ -54,6 +57,7 @@ LOG_COLUMNS = ('step', 'epoch', 'lr', 'loss', 'margin', 'triplet', 'distill', 'r
                'seconds_per_batch')
 EPOCH_COLUMNS = ('epoch', 'step', 'mean_loss', 'val_teacher_cosine', 'val_impostor_cosine',
                  'minutes')
+EXPORT_COLUMNS = ('steps', 'run_hours', 'val_teacher_cosine', 'model')
 PARITY_FACES = 32
 # Faces whose feature statistics restore the batch norms of a model read from ONNX.
 CALIBRATION_FACES = 512
@@ -375,7 +379,19 @@ class Trainer:
             'teacher': os.path.basename(self.recipe.data.teacher)})
         path = self.out_dir / 'face_embedder.onnx'
         export_onnx(model, metadata, path, self._centre_inputs(faces).cpu())
+        self._keep_export(path, metadata.extra['steps'])
         return path
+
+    def _keep_export(self, path, steps):
+        """Keep a copy of every export and log it in exports.csv, for the learning curve."""
+        kept = self.out_dir / 'exports' / f'step_{steps:06d}.onnx'
+        kept.parent.mkdir(exist_ok=True)
+        shutil.copyfile(path, kept)
+        row = {'steps': steps, 'run_hours': f'{_logged_seconds(self.out_dir) / 3600:.4f}',
+               'val_teacher_cosine': _last_value(self.out_dir / 'epoch_log.csv',
+                                                 'val_teacher_cosine'),
+               'model': kept.relative_to(self.out_dir)}
+        _append_csv(self.out_dir / 'exports.csv', EXPORT_COLUMNS, row)
 
 
 def _load_targets(path, count):
@@ -388,6 +404,21 @@ def _load_targets(path, count):
         raise ConfigError(f'{path} has {len(targets)} rows but the pack has {count} faces: '
                           f'recompute with python -m face_id_ros.training.prepare --force')
     return np.asarray(targets, np.float32)
+
+
+def _logged_seconds(out_dir):
+    """Return the seconds of the steps logged in a run's train_log.csv."""
+    with open(Path(out_dir) / 'train_log.csv', encoding='utf-8') as stream:
+        return sum(float(row['seconds_per_batch']) for row in csv.DictReader(stream))
+
+
+def _last_value(path, column):
+    """Return the newest non-empty ``column`` of a CSV log, or '' when there is none."""
+    if not path.exists():
+        return ''
+    with open(path, encoding='utf-8') as stream:
+        values = [row[column] for row in csv.DictReader(stream) if row.get(column)]
+    return values[-1] if values else ''
 
 
 def _drop_rows_after(path, columns, step):
