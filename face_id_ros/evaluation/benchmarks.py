@@ -53,16 +53,19 @@ def _provenance(pipeline):
             'detector': pipeline.config.detector.backend}
 
 
-def align_photos(pipeline, paths, description, mask_seed=None):
+def align_photos(pipeline, paths, description, mask_seed=None, rep155_cropped=False):
     """
     Align the central face of each photo; return (crops, count of centre-crop fallbacks).
 
     The labelled person of a loosely cropped photo is the face nearest the centre. When the
     detector finds none, the central square is used: a photo is never dropped. With
     ``mask_seed`` each found face gets a synthetic mask first, and is detected again in the
-    masked photo (masks change what the detector sees).
+    masked photo (masks change what the detector sees). With ``rep155_cropped`` a found face
+    goes the way a REP-155 identifier gets it: the 128x128 ``cropped`` image of its box,
+    re-aligned with the landmarks (``core.rep155.align_cropped``).
     """
     from tqdm import tqdm
+    from face_id_ros.core.rep155 import align_cropped, cropped_face
     width, height = pipeline.embedder.input_size
     crops = np.zeros((len(paths), height, width, 3), np.uint8)
     rng = None if mask_seed is None else np.random.default_rng(mask_seed)
@@ -76,6 +79,10 @@ def align_photos(pipeline, paths, description, mask_seed=None):
         if face is None:
             fallbacks += 1
             landmarks = centre_landmarks(image, pipeline.template, (width, height))
+        elif rep155_cropped:
+            crops[index] = align_cropped(cropped_face(image, face.box), face.box,
+                                         face.landmarks, pipeline.template, (width, height))
+            continue
         else:
             landmarks = face.landmarks
         crops[index] = pipeline.align(image, [landmarks])[0]
@@ -92,9 +99,9 @@ def _central_face(pipeline, image):
         (item.box[:2] + item.box[2:]) / 2.0 - centre))
 
 
-def embed_photos(pipeline, paths, description, mask_seed=None):
+def embed_photos(pipeline, paths, description, mask_seed=None, rep155_cropped=False):
     """Embed the central face of each photo; return (embeddings, centre-crop fallbacks)."""
-    crops, fallbacks = align_photos(pipeline, paths, description, mask_seed)
+    crops, fallbacks = align_photos(pipeline, paths, description, mask_seed, rep155_cropped)
     return embed_crops(pipeline.embedder, crops), fallbacks
 
 
@@ -143,19 +150,22 @@ def at_threshold(cosine, same, threshold):
             'impostor_accepted': int(impostor.sum()), 'impostor_pairs': int(len(impostor))}
 
 
-def eval_pairs(config, lfw, out='eval_pairs', flip_sum=False, masked=False):
+def eval_pairs(config, lfw, out='eval_pairs', flip_sum=False, masked=False,
+               rep155_cropped=False):
     """
     LFW View 2: threshold on 9 folds, score the 10th; cosine and Euclidean.
 
     ``lfw`` holds pairs.txt and images/; ``out`` receives report.json, the ROC and the score
     histogram. With ``masked`` the second photo of every pair wears a synthetic mask (a
-    masked patient against bare enrolment photos). Prints the numbers, returns the report.
+    masked patient against bare enrolment photos); with ``rep155_cropped`` every face is
+    embedded from its REP-155 ``cropped`` image, re-aligned. Prints and returns the report.
     """
     from face_id_ros.core.pipeline import Pipeline
     from face_id_ros.evaluation import plots
     pairs, paths = lfw_photos(lfw)
     pipeline = Pipeline(config.replace(embedder={'flip_sum': bool(flip_sum)}))
-    embeddings, fallbacks = embed_photos(pipeline, paths, 'embed LFW')
+    embeddings, fallbacks = embed_photos(pipeline, paths, 'embed LFW',
+                                         rep155_cropped=rep155_cropped)
     second = None
     if masked:
         second, masked_fallbacks = embed_photos(pipeline, paths, 'embed LFW masked',
@@ -165,7 +175,8 @@ def eval_pairs(config, lfw, out='eval_pairs', flip_sum=False, masked=False):
     if masked:  # the bare protocol comes free with the bare embeddings
         results['bare'] = lfw_verification(pairs, paths, embeddings)[2]['cosine']
     report = {**_provenance(pipeline), 'flip_sum': bool(flip_sum),
-              'second_photo_masked': bool(masked), 'images': len(paths),
+              'second_photo_masked': bool(masked), 'rep155_cropped': bool(rep155_cropped),
+              'images': len(paths),
               'centre_crop_fallbacks': fallbacks, 'pairs': len(pairs), **results,
               'at_model_threshold': at_threshold(cosine, same, pipeline.threshold)}
     out = Path(out)
