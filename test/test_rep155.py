@@ -21,10 +21,10 @@ from face_id_ros.core.image_codec import decode_any, encode_image
 from face_id_ros.core.matching import Candidate
 from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.core.rep155 import (align_cropped, candidate_matches, crop_points,
-                                     cropped_face, face_topic, FACE, landmark_fields,
-                                     LANDMARKS, normalized_roi, parse_face_topic, PERSON,
-                                     pixel_box, POINT, read_landmarks, register_hri_msgs,
-                                     rep155_face_id, ROI, IDS_LIST, IDS_MATCH)
+                                     cropped_face, FACE, face_topic, IDS_LIST, IDS_MATCH,
+                                     landmark_fields, LANDMARKS, normalized_roi,
+                                     parse_face_topic, PERSON, pixel_box, POINT, read_landmarks,
+                                     register_hri_msgs, rep155_face_id, ROI)
 from face_id_ros.core.rep155_identifier import FaceView, FrameAssembler, Rep155Identifier
 from face_id_ros.core.rep155_publisher import Rep155Publisher
 from face_id_ros.core.ros_messages import rosbags_typestore
@@ -146,15 +146,15 @@ def test_the_assembler_waits_for_every_part_and_lets_a_later_list_close_a_frame(
     assert assembler.add_face_part(1.0, 'fa_1', 'aligned', 'ignored') == []
     assert assembler.add_face_part(1.0, 'fa_1', 'landmarks', 'l') == []
     stamp, ids, parts = assembler.add_face_part(1.0, 'fa_1', 'cropped', 'c')[0]
-    assert (stamp, ids, parts['fa_1']) == (1.0, ('fa_1',), {'roi': 'r', 'landmarks': 'l',
-                                                             'cropped': 'c'})
+    assert (stamp, ids) == (1.0, ('fa_1',))
+    assert parts['fa_1'] == {'roi': 'r', 'landmarks': 'l', 'cropped': 'c'}
     assert assembler.add_tracked(2.0, ['fa_1']) == []
     ready = assembler.add_tracked(3.0, [])  # frame 2 never got its parts: handed over bare
     assert [(item[0], item[2]) for item in ready] == [(2.0, {'fa_1': {}}), (3.0, {})]
 
 
 def ward_faces(portrait):
-    """The portrait and, to the tiny test model, a stranger: the portrait mirrored."""
+    """Return the portrait, a stranger (to the tiny model: the portrait mirrored), nobody."""
     return {'enrolled': compose_frame(portrait, (640, 480), [(320, 240)], 300),
             'stranger': compose_frame(portrait[:, ::-1].copy(), (640, 480), [(320, 240)], 300),
             'nobody': np.full((480, 640, 3), 96, np.uint8)}

@@ -56,6 +56,9 @@ def add_commands(commands):
                         help="replay the bag's REP-155 face topics through the REP-155 "
                         'identifier instead of the camera, embedding the cropped faces '
                         '(re-aligned) or the aligned ones')
+    parser.add_argument('--cropped-threshold', type=float,
+                        help='with --rep155 cropped: cosine threshold for re-aligned faces '
+                        "(default 0.67, as the node's rep155_cropped_threshold)")
     parser.add_argument('--out', default='eval_bag', help='folder for report, plots and bag')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     add_common_options(parser)
@@ -119,7 +122,7 @@ def run_make_ward_bag(args):
     recorder = None
     if args.rep155:
         from face_id_ros.evaluation.rep155_bag import Rep155Recorder
-        recorder = Rep155Recorder(read_config(args.config), recipe.frame_id, recipe.seed)
+        recorder = Rep155Recorder(read_config(args.config), recipe.seed)
     try:
         intervals = wardbag.make_ward_bag(args.out, visits, recipe, frame_hook=recorder)
     finally:
@@ -140,7 +143,7 @@ def run_eval_bag(args):
     if args.rep155:
         from face_id_ros.evaluation.rep155_bag import eval_rep155_bag
         eval_rep155_bag(pipeline, args.bag, args.labels, args.out, args.rep155,
-                        not args.quiet)
+                        not args.quiet, args.cropped_threshold)
         return 0
     bag_eval.eval_bag(pipeline, gallery.patient_ids(), args.bag, args.labels, args.out,
                       args.topic, args.pace, args.workers, not args.quiet)

@@ -27,34 +27,38 @@ match with a confidence above 0 must name the patient in view.
 import time
 
 from face_id_ros.core.image_codec import decode_any, encode_image
-from face_id_ros.core.rep155 import (CANDIDATE_MATCHES, FACES_TRACKED, face_topic, IDS_LIST,
+from face_id_ros.core.rep155 import (CANDIDATE_MATCHES, face_topic, FACES_TRACKED, IDS_LIST,
                                      IDS_MATCH, IMAGE, LANDMARKS, parse_face_topic, POINT,
                                      read_landmarks, register_hri_msgs, ROI, session_token)
 from face_id_ros.core.ros_messages import stamp_seconds
 from face_id_ros.evaluation.bag_eval import (_spread, face_records, FrameRecord, score_visits,
                                              summarise, summarise_by_mask)
 from face_id_ros.evaluation.labels import NOBODY, subject_at
-from face_id_ros.evaluation.wardbag import make_header
 import numpy as np
 
 
 class Rep155Recorder:
     """Write the REP-155 face publisher's topics for each frame of a bag being made."""
 
-    def __init__(self, config, frame_id, seed=0):
+    def __init__(self, config, seed=0):
         """Build a pipeline (no gallery: only detection and tracking matter) from ``config``."""
         from face_id_ros.core.pipeline import Pipeline
         from face_id_ros.core.rep155_publisher import Rep155Publisher
         self.pipeline = Pipeline(config)
         self.publisher = Rep155Publisher(session_token(np.random.default_rng([seed, 20])),
                                          config.tracker.max_gap_s)
-        self.frame_id = frame_id
         self._connections = {}
 
-    def __call__(self, writer, stamp_ns, frame):
-        """Detect and track ``frame``; write its tracked ids and each face's four topics."""
+    def __call__(self, writer, stamp_ns, camera_message):
+        """
+        Detect and track a camera message; write its tracked ids and each face's four topics.
+
+        The faces come from the decoded message (JPEG and all), as a detector on the robot
+        sees the camera, with its header.
+        """
         types = register_hri_msgs(writer.typestore).types
-        header = make_header(writer.typestore, stamp_ns, self.frame_id)
+        header = camera_message.header
+        frame = decode_any(camera_message)
         result = self.pipeline.process(frame, stamp_ns / 1e9)
         publication = self.publisher.frame(frame, result, self.pipeline)
         for face in publication.faces:
@@ -141,16 +145,21 @@ def _content(name, message):
     return decode_any(message)
 
 
-def evaluate_rep155_bag(bag_path, intervals, pipeline, face_source='cropped', progress=True):
+def evaluate_rep155_bag(bag_path, intervals, pipeline, face_source='cropped', progress=True,
+                        cropped_threshold=None):
     """
     Replay a bag's REP-155 topics through the identifier; return (report, records).
 
-    ``pipeline`` gives the model, gallery snapshot, configuration and threshold, exactly as
-    eval-bag's replay uses them; every frame is processed (fast pace).
+    ``pipeline`` gives the model, gallery snapshot and configuration, exactly as eval-bag's
+    replay uses them; the threshold is the node's for ``face_source`` (``cropped_threshold``,
+    default rep155_identifier.CROPPED_THRESHOLD). Every frame is processed (fast pace).
     """
-    from face_id_ros.core.rep155_identifier import Rep155Identifier
-    identifier = Rep155Identifier(pipeline.embedder, pipeline.config, pipeline.threshold,
-                                  face_source)
+    from face_id_ros.core.rep155_identifier import (CROPPED_THRESHOLD, Rep155Identifier,
+                                                    source_threshold)
+    threshold = source_threshold(face_source, pipeline.threshold,
+                                 CROPPED_THRESHOLD if cropped_threshold is None
+                                 else cropped_threshold)
+    identifier = Rep155Identifier(pipeline.embedder, pipeline.config, threshold, face_source)
     identifier.set_gallery(pipeline.snapshot)
     records, frame_seconds, published, skipped = [], [], [], 0
     started = time.perf_counter()
@@ -173,7 +182,7 @@ def evaluate_rep155_bag(bag_path, intervals, pipeline, face_source='cropped', pr
         'bag': str(bag_path), 'topic': f'{FACES_TRACKED} ({face_source})',
         'face_source': face_source, 'pace': 'fast', 'workers': 1,
         'model': f'{pipeline.embedder.metadata.name} {pipeline.embedder.metadata.version}',
-        'threshold': pipeline.threshold, 'margin': pipeline.config.matcher.margin,
+        'threshold': threshold, 'margin': pipeline.config.matcher.margin,
         'gallery_revision': pipeline.snapshot.revision,
         'frames': len(frame_seconds), 'processed': len(records), 'dropped': 0,
         'faces_skipped': skipped,
@@ -221,13 +230,14 @@ def print_rep155_report(report):
 
 
 def eval_rep155_bag(pipeline, bag, labels, out='eval_bag', face_source='cropped',
-                    progress=True):
+                    progress=True, cropped_threshold=None):
     """Score the REP-155 identifier on a bag's face topics; print, write report.json."""
     import json
     from pathlib import Path
     from face_id_ros.evaluation.labels import load_labels
     intervals = load_labels(labels, pipeline.config.gallery.id_pattern)
-    report, _ = evaluate_rep155_bag(bag, intervals, pipeline, face_source, progress)
+    report, _ = evaluate_rep155_bag(bag, intervals, pipeline, face_source, progress,
+                                    cropped_threshold)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'report.json').write_text(json.dumps(report, indent=2))

@@ -182,7 +182,7 @@ def run_ward_benchmark(config, lfw, settings, bag_recipe, out='ward_benchmark', 
     recorder = None
     if rep155:
         from face_id_ros.evaluation.rep155_bag import Rep155Recorder
-        recorder = Rep155Recorder(config, bag_recipe.frame_id, bag_recipe.seed)
+        recorder = Rep155Recorder(config, bag_recipe.seed)
     try:
         intervals = make_ward_bag(bag_path, visits, bag_recipe, progress, recorder)
     finally:
