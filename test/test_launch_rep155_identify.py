@@ -38,7 +38,6 @@ from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.core.rep155 import (align_cropped, cropped_face, face_topic, FACE_TOPICS,
                                      landmark_fields, normalized_roi)
 from face_id_ros.nodes.node_params import pipeline_config_from_ros_yaml
-import numpy as np
 import pytest
 
 try:

@@ -14,6 +14,8 @@
 
 """REP-155 translation: topic names, hri_msgs 2.x through CDR, geometry, fail-closed matches."""
 
+from conftest import LFW_DIR
+import cv2
 from face_id_ros.core.config import PipelineConfig
 from face_id_ros.core.detection import FIVE_POINTS, FOUR_POINTS
 from face_id_ros.core.gallery import Gallery
@@ -21,8 +23,8 @@ from face_id_ros.core.image_codec import decode_any, encode_image
 from face_id_ros.core.matching import Candidate
 from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.core.rep155 import (align_cropped, candidate_matches, crop_points,
-                                     cropped_face, FACE, face_topic, IDS_LIST, IDS_MATCH,
-                                     landmark_fields, LANDMARKS, normalized_roi,
+                                     cropped_face, FACE, face_topic, FaceLandmarks, IDS_LIST,
+                                     IDS_MATCH, landmark_fields, LANDMARKS, normalized_roi,
                                      parse_face_topic, PERSON, pixel_box, POINT, read_landmarks,
                                      register_hri_msgs, rep155_face_id, ROI)
 from face_id_ros.core.rep155_identifier import FaceView, FrameAssembler, Rep155Identifier
@@ -139,6 +141,40 @@ def test_only_confirmed_faces_are_matched_and_a_lost_confirmation_is_withdrawn()
     assert [(item.face_id, item.confidence) for item in matches] == [('fa_1', 0.0)]
 
 
+def test_a_missing_hri_msgs_is_named_in_one_line():
+    from face_id_ros.core.errors import ConfigError
+    from face_id_ros.nodes.rep155_output import hri_msgs_types
+    try:
+        import hri_msgs  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError) as raised:
+            hri_msgs_types()
+        assert 'hri_msgs' in str(raised.value) and '\n' not in str(raised.value)
+    else:
+        assert hri_msgs_types().IdsMatch.FACE == FACE
+
+
+def test_publisher_lists_a_face_while_in_view_and_withdraws_it_on_reset(tiny_model, portrait):
+    config = PipelineConfig().replace(embedder={'model': str(tiny_model)})
+    pipeline = Pipeline(config)
+    publisher = Rep155Publisher('test', config.tracker.max_gap_s)
+    frames = ward_faces(portrait)
+    started, ended, listed = [], [], []
+    for index, name in enumerate(['enrolled'] * 3 + ['nobody'] * 7):
+        result = pipeline.process(frames[name], index / 10.0)
+        publication = publisher.frame(frames[name], result, pipeline)
+        started += publication.started
+        ended += publication.ended
+        listed.append(publication.ids)
+        if name == 'enrolled':
+            assert publication.faces[0].aligned.shape == (112, 112, 3)
+            assert publication.faces[0].cropped.shape == (128, 128, 3)
+    assert started == ended == ['ftest_1']  # created with its first frame, ended once
+    assert listed[4] == ('ftest_1',) and listed[-1] == ()  # unseen, then past max_gap_s
+    assert publisher.reset() == ((), ())
+    pipeline.detector.close()
+
+
 def test_the_assembler_waits_for_every_part_and_lets_a_later_list_close_a_frame():
     assembler = FrameAssembler('cropped')
     assert assembler.add_face_part(1.0, 'fa_1', 'roi', 'r') == []
@@ -204,3 +240,47 @@ def test_publisher_to_identifier_names_the_patient_and_never_the_stranger(
     assert not [item for item in named if item[0] == 'stranger' and item[2] > 0]
     assert len(ids_seen) == 2  # the face left (longer than max_gap_s): a new id
     publisher_pipeline.detector.close()
+
+
+@pytest.mark.skipif(not LFW_DIR.is_dir(), reason='../shared LFW is absent')
+@pytest.mark.parametrize('source', ['cropped', 'aligned'])
+def test_a_stranger_taking_over_a_confirmed_face_id_is_never_named(tmp_path, source):
+    """
+    Keep the patient's face id upstream while a stranger steps into her place.
+
+    A detector that follows boxes (hri_face_detect does) can do that: the match must be
+    withdrawn, never renewed for the stranger.
+    """
+    config = PipelineConfig().replace(gallery={'path': str(tmp_path / 'g.db'),
+                                               'encryption': 'off'})
+    pipeline = Pipeline(config)
+    people = {name: sorted((LFW_DIR / 'images' / name).glob('*.jpg'))
+              for name in ('Colin_Powell', 'George_W_Bush')}
+    patient, stranger = people['Colin_Powell'], people['George_W_Bush']
+    with Gallery.from_config(config.gallery, pipeline.embedder.fingerprint,
+                             pipeline.embedder.embedding_size) as gallery:
+        for path in patient[:3]:  # enrolled as `enroll` does: aligned from the photo
+            batch = pipeline.describe(cv2.imread(str(path)))
+            gallery.add_templates('P-0001', batch.embeddings[:1], [path.name], [1.0])
+        snapshot = gallery.snapshot()
+    # The model's threshold even for cropped faces (looser than the node's): the harder test.
+    identifier = Rep155Identifier(pipeline.embedder, config, pipeline.threshold, source)
+    identifier.set_gallery(snapshot)
+    shown = [patient[3]] * 8 + [stranger[0]] * 15 + [stranger[1]] * 15
+    named, withdrawn_at = [], None
+    for index, path in enumerate(shown):
+        frame = compose_frame(cv2.imread(str(path)), (640, 480), [(320, 240)], 250)
+        face = pipeline.detector.detect(frame)[0]
+        landmarks = FaceLandmarks(face.landmarks, pipeline.detector.landmark_set, (640, 480))
+        image = (cropped_face(frame, face.box) if source == 'cropped'
+                 else pipeline.align(frame, [face.landmarks])[0])
+        view = FaceView('fabcd_1', normalized_roi(face.box, (640, 480)), landmarks, image)
+        result = identifier.process(index / 15.0, ['fabcd_1'], [view])
+        for match in result.matches:
+            named.append((path in stranger, match.confidence))
+            if path in stranger and match.confidence == 0.0 and withdrawn_at is None:
+                withdrawn_at = index
+    assert not [item for item in named if item[0] and item[1] > 0], 'the stranger was named'
+    assert [item for item in named if not item[0] and item[1] > 0], 'the patient was not named'
+    assert withdrawn_at is not None and withdrawn_at - 8 <= 8  # within 0.5 s at 15 fps
+    pipeline.detector.close()

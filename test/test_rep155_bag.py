@@ -50,8 +50,8 @@ def read_frames(bag):
         return [stamp for _, stamp, _ in reader.messages(connections)]
 
 
-def test_the_bag_holds_a_face_list_per_frame_and_each_face_s_four_topics(tmp_path, tiny_model,
-                                                                          portrait):
+def test_the_bag_holds_a_face_list_per_frame_and_each_face_s_four_topics(
+        tmp_path, tiny_model, portrait):
     bag, intervals = rep155_bag(tmp_path, portrait, ['P-0001'], tiny_model)
     with Reader(bag) as reader:
         counts = {item.topic: item.msgcount for item in reader.connections}

@@ -43,7 +43,8 @@ FACE_SOURCES = ('cropped', 'aligned')
 # the face box is black in both), so they need a higher cosine. On LFW View 2 with the shipped
 # model (`face-id eval-pairs --rep155-cropped`) the highest impostor pair is 0.599 re-aligned
 # against 0.466 aligned from the photo, whose threshold 0.533 lies 0.067 above it; 0.67 keeps
-# that lead. Measured for the shipped model: another model needs its own (rep155_cropped_threshold).
+# that lead. Measured for the shipped model: another model needs its own
+# (rep155_cropped_threshold).
 CROPPED_THRESHOLD = 0.67
 
 

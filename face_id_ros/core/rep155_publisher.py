@@ -25,8 +25,8 @@ landmarks. The candidate matches follow our confirmation policy (``rep155.candid
 
 from dataclasses import dataclass, replace
 
-from face_id_ros.core.rep155 import (candidate_matches, cropped_face, landmark_fields,
-                                     normalized_roi, rep155_face_id)
+from face_id_ros.core.rep155 import (candidate_matches, CandidateMatch, cropped_face,
+                                     landmark_fields, normalized_roi, rep155_face_id)
 
 
 @dataclass(frozen=True)
@@ -62,10 +62,16 @@ class Rep155Publisher:
         self._confirmed = {}
 
     def reset(self):
-        """Forget every face; return the ids that were listed (to end their topics)."""
+        """
+        Forget every face (deactivation); return (the ids listed, the matches withdrawn).
+
+        The ids' topics end; each confirmed face's match goes out again with confidence 0.0.
+        """
         listed = tuple(self._last_seen)
+        withdrawn = tuple(CandidateMatch(face_id, patient_id, 0.0)
+                          for face_id, patient_id in sorted(self._confirmed.items()))
         self._last_seen, self._confirmed = {}, {}
-        return listed
+        return listed, withdrawn
 
     def frame(self, image, result, pipeline):
         """Return the Rep155Publication of a pipeline FrameResult of ``image`` (BGR)."""

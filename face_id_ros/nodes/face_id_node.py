@@ -132,6 +132,8 @@ class FaceIdNode(LifecycleNode):
         SUCCESS leads to inactive; this transition does not fail.
         """
         self._stop_camera()
+        if self._rep155 is not None:
+            self._rep155.withdraw()
         self.get_logger().info('inactive: not looking at the camera')
         return super().on_deactivate(state)
 

@@ -31,7 +31,7 @@ from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.core.rep155 import (CANDIDATE_MATCHES, face_topic, FACES_TRACKED,
                                      read_landmarks)
 from face_id_ros.core.rep155_identifier import (FaceView, FrameAssembler, Rep155Identifier,
-                                               source_threshold)
+                                                source_threshold)
 from face_id_ros.core.ros_messages import (build_detection_array, rclpy_detection_types,
                                            stamp_seconds)
 from face_id_ros.nodes.face_id_node import describe, LATCHED_QOS

@@ -90,11 +90,18 @@ class Rep155FacePublisher:
         for face_id in publication.ended:
             self._end(face_id)
 
-    def close(self):
-        """Withdraw every face (an empty list) and destroy every publisher."""
+    def withdraw(self):
+        """Withdraw every face (deactivation): an empty list, matches at 0, topics ended."""
+        listed, withdrawn = self.publisher.reset()
         self.tracked.publish(self.msg.IdsList(ids=[]))
-        for face_id in self.publisher.reset():
+        for match in withdrawn:
+            self.matches.publish(self.msg.IdsMatch(**match.fields()))
+        for face_id in listed:
             self._end(face_id)
+
+    def close(self):
+        """Withdraw every face and destroy every publisher."""
+        self.withdraw()
         for publisher in (self.tracked, self.matches):
             self.node.destroy_publisher(publisher)
 
