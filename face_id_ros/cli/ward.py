@@ -15,6 +15,7 @@
 """``face-id make-ward-bag``, ``eval-bag`` and ``ward-benchmark``: ward rounds as rosbag2."""
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from face_id_ros.cli.options import add_common_options, load_config, open_pipeline, read_config
@@ -56,9 +57,6 @@ def add_commands(commands):
                         help="replay the bag's REP-155 face topics through the REP-155 "
                         'identifier instead of the camera, embedding the cropped faces '
                         '(re-aligned) or the aligned ones')
-    parser.add_argument('--cropped-threshold', type=float,
-                        help='with --rep155 cropped: cosine threshold for re-aligned faces '
-                        "(default 0.67, as the node's rep155_cropped_threshold)")
     parser.add_argument('--out', default='eval_bag', help='folder for report, plots and bag')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     add_common_options(parser)
@@ -119,15 +117,10 @@ def run_make_ward_bag(args):
     recipe = recipe_from_args(args)
     visits = wardbag.plan_visits(patients, strangers, args.visits_per_patient, recipe.seed,
                                  recipe.masked_share)
-    recorder = None
-    if args.rep155:
-        from face_id_ros.evaluation.rep155_bag import Rep155Recorder
-        recorder = Rep155Recorder(read_config(args.config), recipe.seed)
-    try:
+    from face_id_ros.evaluation.rep155_bag import Rep155Recorder
+    with Rep155Recorder(read_config(args.config), recipe.seed) if args.rep155 \
+            else contextlib.nullcontext() as recorder:
         intervals = wardbag.make_ward_bag(args.out, visits, recipe, frame_hook=recorder)
-    finally:
-        if recorder:
-            recorder.close()
     labels = args.labels or f'{Path(args.out)}.labels.yaml'
     save_labels(labels, intervals)
     print(f'wrote {args.out}: {len(visits)} visits ({len(strangers)} by strangers, '
@@ -143,7 +136,7 @@ def run_eval_bag(args):
     if args.rep155:
         from face_id_ros.evaluation.rep155_bag import eval_rep155_bag
         eval_rep155_bag(pipeline, args.bag, args.labels, args.out, args.rep155,
-                        not args.quiet, args.cropped_threshold)
+                        not args.quiet)
         return 0
     bag_eval.eval_bag(pipeline, gallery.patient_ids(), args.bag, args.labels, args.out,
                       args.topic, args.pace, args.workers, not args.quiet)

@@ -39,20 +39,6 @@ from face_id_ros.core.tracking import FaceTracker
 import numpy as np
 
 FACE_SOURCES = ('cropped', 'aligned')
-# Re-aligned cropped faces of different people look more alike (what the template holds beyond
-# the face box is black in both), so they need a higher cosine. On LFW View 2 with the shipped
-# model (`face-id eval-pairs --rep155-cropped`) the highest impostor pair is 0.599 re-aligned
-# against 0.466 aligned from the photo, whose threshold 0.533 lies 0.067 above it; 0.67 keeps
-# that lead. Measured for the shipped model: another model needs its own
-# (rep155_cropped_threshold).
-CROPPED_THRESHOLD = 0.67
-
-
-def source_threshold(face_source, model_threshold, cropped_threshold=CROPPED_THRESHOLD):
-    """Return the cosine threshold for faces from ``face_source``: never below the model's."""
-    if face_source == 'cropped':
-        return max(model_threshold, cropped_threshold)
-    return model_threshold
 
 
 @dataclass(frozen=True)
@@ -100,6 +86,12 @@ class FrameAssembler:
             self._pending = None
         self._pending = (stamp, tuple(ids))
         return ready + self._complete_pending()
+
+    def views(self, parts):
+        """Return the FaceView of each face whose parts are all in and whose landmarks read."""
+        return [FaceView(face_id, part['roi'], part['landmarks'], part[self.needed[2]])
+                for face_id, part in parts.items()
+                if set(self.needed) <= set(part) and part['landmarks'] is not None]
 
     def flush(self):
         """Return the frame still waiting (at the end of a recording), if any."""

@@ -88,21 +88,26 @@ class Rep155Recorder:
             self._connections[topic] = writer.add_connection(topic, msgtype)
         return self._connections[topic]
 
-    def close(self):
+    def __enter__(self):
+        """Return the recorder, to pass as ``make_ward_bag``'s frame hook."""
+        return self
+
+    def __exit__(self, *exc_info):
         """Release the detector."""
         self.pipeline.detector.close()
+        return False
 
 
 def read_rep155_frames(bag_path, face_source, progress=True):
     """
-    Yield (seconds since the bag start, stamp, tracked ids, {face id: FaceView}) per frame.
+    Yield (seconds since the bag start, stamp, tracked ids, FaceView list) per frame.
 
     Frames are assembled from the bag as the identifier node assembles them from topics.
     """
     from rosbags.rosbag2 import Reader
     from tqdm import tqdm
     from face_id_ros.core.ros_messages import rosbags_typestore
-    from face_id_ros.core.rep155_identifier import FaceView, FrameAssembler
+    from face_id_ros.core.rep155_identifier import FrameAssembler
     typestore = register_hri_msgs(rosbags_typestore())
     assembler = FrameAssembler(face_source)
     receive = {}
@@ -122,17 +127,10 @@ def read_rep155_frames(bag_path, face_source, progress=True):
                 face_id, name = parse_face_topic(connection.topic)
                 ready = assembler.add_face_part(stamp, face_id, name, _content(name, message))
             for frame_stamp, ids, parts in ready:
-                views = {face_id: FaceView(face_id, part['roi'], part['landmarks'],
-                                           part[face_source])
-                         for face_id, part in parts.items()
-                         if set(assembler.needed) <= set(part) and part['landmarks']}
-                yield receive[frame_stamp], frame_stamp, ids, views
+                yield receive[frame_stamp], frame_stamp, ids, assembler.views(parts)
         bar.close()
     for frame_stamp, ids, parts in assembler.flush():
-        views = {face_id: FaceView(face_id, part['roi'], part['landmarks'], part[face_source])
-                 for face_id, part in parts.items()
-                 if set(assembler.needed) <= set(part) and part['landmarks']}
-        yield receive[frame_stamp], frame_stamp, ids, views
+        yield receive[frame_stamp], frame_stamp, ids, assembler.views(parts)
 
 
 def _content(name, message):
@@ -145,28 +143,23 @@ def _content(name, message):
     return decode_any(message)
 
 
-def evaluate_rep155_bag(bag_path, intervals, pipeline, face_source='cropped', progress=True,
-                        cropped_threshold=None):
+def evaluate_rep155_bag(bag_path, intervals, pipeline, face_source='cropped', progress=True):
     """
     Replay a bag's REP-155 topics through the identifier; return (report, records).
 
-    ``pipeline`` gives the model, gallery snapshot and configuration, exactly as eval-bag's
-    replay uses them; the threshold is the node's for ``face_source`` (``cropped_threshold``,
-    default rep155_identifier.CROPPED_THRESHOLD). Every frame is processed (fast pace).
+    ``pipeline`` gives the model, gallery snapshot, configuration and threshold, exactly as
+    eval-bag's replay uses them; every frame is processed (fast pace).
     """
-    from face_id_ros.core.rep155_identifier import (CROPPED_THRESHOLD, Rep155Identifier,
-                                                    source_threshold)
-    threshold = source_threshold(face_source, pipeline.threshold,
-                                 CROPPED_THRESHOLD if cropped_threshold is None
-                                 else cropped_threshold)
-    identifier = Rep155Identifier(pipeline.embedder, pipeline.config, threshold, face_source)
+    from face_id_ros.core.rep155_identifier import Rep155Identifier
+    identifier = Rep155Identifier(pipeline.embedder, pipeline.config, pipeline.threshold,
+                                  face_source)
     identifier.set_gallery(pipeline.snapshot)
     records, frame_seconds, published, skipped = [], [], [], 0
     started = time.perf_counter()
     for seconds, stamp, ids, views in read_rep155_frames(bag_path, face_source, progress):
         frame_seconds.append(seconds)
         begun = time.perf_counter()
-        frame = identifier.process(stamp, ids, list(views.values()))
+        frame = identifier.process(stamp, ids, views)
         latency_ms = (time.perf_counter() - begun) * 1000.0
         skipped += len(frame.skipped)
         records.append(FrameRecord(seconds, seconds + latency_ms / 1000.0, latency_ms,
@@ -182,7 +175,7 @@ def evaluate_rep155_bag(bag_path, intervals, pipeline, face_source='cropped', pr
         'bag': str(bag_path), 'topic': f'{FACES_TRACKED} ({face_source})',
         'face_source': face_source, 'pace': 'fast', 'workers': 1,
         'model': f'{pipeline.embedder.metadata.name} {pipeline.embedder.metadata.version}',
-        'threshold': threshold, 'margin': pipeline.config.matcher.margin,
+        'threshold': pipeline.threshold, 'margin': pipeline.config.matcher.margin,
         'gallery_revision': pipeline.snapshot.revision,
         'frames': len(frame_seconds), 'processed': len(records), 'dropped': 0,
         'faces_skipped': skipped,
@@ -230,14 +223,13 @@ def print_rep155_report(report):
 
 
 def eval_rep155_bag(pipeline, bag, labels, out='eval_bag', face_source='cropped',
-                    progress=True, cropped_threshold=None):
+                    progress=True):
     """Score the REP-155 identifier on a bag's face topics; print, write report.json."""
     import json
     from pathlib import Path
     from face_id_ros.evaluation.labels import load_labels
     intervals = load_labels(labels, pipeline.config.gallery.id_pattern)
-    report, _ = evaluate_rep155_bag(bag, intervals, pipeline, face_source, progress,
-                                    cropped_threshold)
+    report, _ = evaluate_rep155_bag(bag, intervals, pipeline, face_source, progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'report.json').write_text(json.dumps(report, indent=2))

@@ -26,6 +26,7 @@ The recipe
 is committed.
 """
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -179,15 +180,10 @@ def run_ward_benchmark(config, lfw, settings, bag_recipe, out='ward_benchmark', 
                  random.choice(others, min(settings['strangers'], len(others)), replace=False)}
     visits = plan_visits(visit_photos, strangers, settings['visits_per_patient'],
                          bag_recipe.seed, bag_recipe.masked_share)
-    recorder = None
-    if rep155:
-        from face_id_ros.evaluation.rep155_bag import Rep155Recorder
-        recorder = Rep155Recorder(config, bag_recipe.seed)
-    try:
+    from face_id_ros.evaluation.rep155_bag import Rep155Recorder
+    with Rep155Recorder(config, bag_recipe.seed) if rep155 else contextlib.nullcontext() \
+            as recorder:
         intervals = make_ward_bag(bag_path, visits, bag_recipe, progress, recorder)
-    finally:
-        if recorder:
-            recorder.close()
     save_labels(out / 'ward_round.labels.yaml', intervals)
     print(f'ward round: {settings["patients"]} patients enrolled from '
           f'{settings["enrol_photos"]} photos each (+ {masked_templates} masked templates), '

@@ -26,7 +26,6 @@ from dataclasses import dataclass, fields
 
 from face_id_ros.core.config import build_stage, PipelineConfig, read_yaml, setting
 from face_id_ros.core.errors import ConfigError
-from face_id_ros.core.rep155_identifier import CROPPED_THRESHOLD
 
 PARAMETER_SOURCE = 'parameters'
 # Parameters every rclpy node has; they are not the pipeline's.
@@ -81,12 +80,6 @@ class NodeConfig:
         'cropped', 'rep155_identifier only: embed /humans/faces/<id>/cropped re-aligned with '
         'the landmarks (any REP-155 detector), or /aligned as it is (only a face_id_ros '
         'publisher upstream).', choices=('cropped', 'aligned'))
-    rep155_cropped_threshold: float = setting(
-        CROPPED_THRESHOLD, 'rep155_identifier only: cosine threshold for re-aligned cropped '
-        "faces (the model's own when higher); 0.67 keeps the shipped model's lead over the "
-        'highest LFW impostor pair; measure another model with face-id eval-pairs '
-        '--rep155-cropped.',
-        -1.0, 1.0)
 
 
 def camera_subscription_topic(camera_topic, image_transport):

@@ -30,8 +30,7 @@ from face_id_ros.core.patient_id import patient_detections
 from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.core.rep155 import (CANDIDATE_MATCHES, face_topic, FACES_TRACKED,
                                      read_landmarks)
-from face_id_ros.core.rep155_identifier import (FaceView, FrameAssembler, Rep155Identifier,
-                                                source_threshold)
+from face_id_ros.core.rep155_identifier import FrameAssembler, Rep155Identifier
 from face_id_ros.core.ros_messages import (build_detection_array, rclpy_detection_types,
                                            stamp_seconds)
 from face_id_ros.nodes.face_id_node import describe, LATCHED_QOS
@@ -106,9 +105,7 @@ class Rep155IdentifierNode(LifecycleNode):
         pipeline = Pipeline(config)
         loaded = FrameWorker(pipeline, rclpy_detection_types()).reload_gallery()
         pipeline.detector.close()  # upstream detects; only the embedder is used here
-        threshold = source_threshold(settings.rep155_face_source, pipeline.threshold,
-                                     settings.rep155_cropped_threshold)
-        self._identifier = Rep155Identifier(pipeline.embedder, config, threshold,
+        self._identifier = Rep155Identifier(pipeline.embedder, config, pipeline.threshold,
                                             settings.rep155_face_source)
         self._identifier.set_gallery(pipeline.snapshot)
         metadata = pipeline.embedder.metadata
@@ -164,12 +161,8 @@ class Rep155IdentifierNode(LifecycleNode):
         for stamp, ids, parts in frames:
             header = self._headers.pop(stamp)
             self._headers = {key: value for key, value in self._headers.items() if key > stamp}
-            views = [FaceView(face_id, part['roi'], part['landmarks'],
-                              part[self._identifier.face_source])
-                     for face_id, part in parts.items()
-                     if set(self._assembler.needed) <= set(part) and part['landmarks']]
             try:
-                frame = self._identifier.process(stamp, ids, views)
+                frame = self._identifier.process(stamp, ids, self._assembler.views(parts))
             except Exception as error:  # a bad face image must not stop the node
                 self.get_logger().warning(f'frame skipped: {describe(error)}',
                                           throttle_duration_sec=5.0)
