@@ -14,6 +14,8 @@
 
 """REP-155 translation: topic names, hri_msgs 2.x through CDR, geometry, fail-closed matches."""
 
+import json
+
 from conftest import LFW_DIR
 import cv2
 from face_id_ros.core.config import PipelineConfig
@@ -284,3 +286,27 @@ def test_a_stranger_taking_over_a_confirmed_face_id_is_never_named(tmp_path, sou
     assert [item for item in named if not item[0] and item[1] > 0], 'the patient was not named'
     assert withdrawn_at is not None and withdrawn_at - 8 <= 8  # within 0.5 s at 15 fps
     pipeline.detector.close()
+
+
+@pytest.mark.skipif(not LFW_DIR.is_dir(), reason='../shared LFW is absent')
+def test_eval_pairs_measures_rep155_cropped_faces_against_photo_aligned_ones(
+        teacher_model, tmp_path, capsys):
+    from face_id_ros.cli.parser import main
+    lines = (LFW_DIR / 'pairs.txt').read_text().splitlines()
+    subset = ['2 4'] + lines[1:5] + lines[301:305] + lines[601:605] + lines[901:905]
+    (tmp_path / 'pairs.txt').write_text('\n'.join(subset) + '\n')
+    (tmp_path / 'images').symlink_to(LFW_DIR / 'images')
+    common = ['eval-pairs', '--lfw', str(tmp_path), '--model', str(teacher_model)]
+    assert main([*common, '--out', str(tmp_path / 'plain')]) == 0
+    assert main([*common, '--rep155-cropped', '--out', str(tmp_path / 'rep155')]) == 0
+    plain = json.loads((tmp_path / 'plain' / 'report.json').read_text())
+    report = json.loads((tmp_path / 'rep155' / 'report.json').read_text())
+    assert report['rep155_cropped'] and not plain['rep155_cropped']
+    assert report['bare'] == plain['cosine']  # the photo-aligned protocol, unchanged
+    assert report['cosine'] != plain['cosine']
+    both = report['both_rep155_cropped']
+    assert both['at_model_threshold']['genuine_pairs'] == 8 and both != report['cosine']
+    assert 'both photos REP-155 cropped' in capsys.readouterr().out
+    assert main([*common, '--rep155-cropped', '--masked', '--out', str(tmp_path / 'x')]) == 2
+    assert 'choose one' in capsys.readouterr().err
+

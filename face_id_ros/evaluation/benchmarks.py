@@ -216,7 +216,8 @@ def _print_pairs_report(report, out):
               f'  TAR@FAR=1e-3 {100 * result["tar_at_far_1e_3"]:.2f}% '
               f'(threshold {result["threshold_at_far_1e_3"]:.4f})')
     if 'bare' in report:
-        print(f'  both photos aligned from the photo, cosine accuracy '
+        bare = 'no mask' if report['second_photo_masked'] else 'both aligned from the photo'
+        print(f'  bare pairs ({bare}), cosine accuracy '
               f'{100 * report["bare"]["accuracy_mean"]:.2f}% '
               f'± {100 * report["bare"]["accuracy_std"]:.2f}')
     fixed = report['at_model_threshold']
