@@ -309,4 +309,3 @@ def test_eval_pairs_measures_rep155_cropped_faces_against_photo_aligned_ones(
     assert 'both photos REP-155 cropped' in capsys.readouterr().out
     assert main([*common, '--rep155-cropped', '--masked', '--out', str(tmp_path / 'x')]) == 2
     assert 'choose one' in capsys.readouterr().err
-
