@@ -94,6 +94,7 @@ setup(
             'face_id_node = face_id_ros.nodes.face_id_node:main',
             'enroll = face_id_ros.nodes.enroll_node:main',
             'medication_gate = face_id_ros.nodes.medication_gate:main',
+            'rep155_identifier = face_id_ros.nodes.rep155_identifier_node:main',
         ],
     },
 )

@@ -18,7 +18,9 @@ Face identification on a ward: face_id_node (managed) and, optionally, the medic
 ``ros2 launch face_id_ros nursing.launch.py camera_topic:=/camera/color/image_raw``
 configures and activates face_id_node once it starts (``autostart:=false`` leaves it
 unconfigured for a supervisor to drive). ``gallery`` and ``model`` override the config
-file's values when given.
+file's values when given. ``rep155:=identify`` runs the rep155_identifier executable under
+the name face_id_node (same parameters, same lifecycle commands, same /patient_id for the
+gate) on the faces of an upstream REP-155 detector such as hri_face_detect.
 """
 
 import os
@@ -46,6 +48,9 @@ ARGUMENTS = (
                                  'nursing.yaml'), 'ROS parameters YAML for both nodes'),
     ('start_gate', 'true', 'also start the medication_gate reference consumer'),
     ('autostart', 'true', 'configure and activate face_id_node at start-up'),
+    ('rep155', 'off', 'REP-155 (ROS4HRI): off; publish (face_id_node also publishes '
+                      '/humans/faces/... and /humans/candidate_matches); identify (identify '
+                      'the faces another REP-155 detector publishes instead of the camera)'),
     ('log_level', 'info', 'log level of both nodes'),
 )
 
@@ -60,15 +65,19 @@ def generate_launch_description():
 def launch_nodes(context):
     """Return the node actions and the lifecycle events for the given arguments."""
     value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+    if value['rep155'] not in ('off', 'publish', 'identify'):
+        raise ValueError(f"rep155:={value['rep155']} is not one of off, publish, identify")
     overrides = {'camera_topic': value['camera_topic'],
-                 'image_transport': value['image_transport']}
+                 'image_transport': value['image_transport'],
+                 'rep155_faces': value['rep155'] == 'publish'}
     if value['gallery']:
         overrides['gallery.path'] = value['gallery']
     if value['model']:
         overrides['embedder.model'] = value['model']
     ros_arguments = ['--ros-args', '--log-level', value['log_level']]
+    executable = 'rep155_identifier' if value['rep155'] == 'identify' else 'face_id_node'
     face_id = LifecycleNode(
-        package='face_id_ros', executable='face_id_node', name='face_id_node', namespace='',
+        package='face_id_ros', executable=executable, name='face_id_node', namespace='',
         parameters=[value['config_file'], overrides], arguments=ros_arguments,
         output='screen')
     gate = Node(

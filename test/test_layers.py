@@ -33,7 +33,8 @@ LAYERS = {
     'cli': {'core', 'evaluation'},
 }
 # Modules that need ROS to import; every other module of nodes/ must import without it.
-ROS_NODE_MODULES = ('enroll_node', 'face_id_node', 'medication_gate', 'ros_parameters')
+ROS_NODE_MODULES = ('enroll_node', 'face_id_node', 'medication_gate', 'rep155_identifier_node',
+                    'ros_parameters')
 
 
 def package_modules(root):

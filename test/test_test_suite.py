@@ -160,7 +160,8 @@ def test_the_junit_check_fails_when_the_folder_was_dropped_or_pytest_never_ran(t
 def test_the_ros_ci_requires_the_launch_tests_that_exist(package_root):
     workflow = (package_root / '.github' / 'workflows' / 'ros.yml').read_text()
     launch_tests = sorted(path.stem for path in (package_root / 'test').glob('test_launch_*.py'))
-    assert launch_tests == ['test_launch_enroll', 'test_launch_nursing']
+    assert launch_tests == ['test_launch_enroll', 'test_launch_nursing',
+                            'test_launch_rep155_identify', 'test_launch_rep155_publish']
     assert f'--require {" ".join(launch_tests)}' in workflow
 
 

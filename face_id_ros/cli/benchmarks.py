@@ -30,6 +30,10 @@ def add_commands(commands):
     parser.add_argument('--flip-sum', action='store_true', help='embed mirrored faces too')
     parser.add_argument('--masked', action='store_true',
                         help='paint a synthetic mask on the second photo of every pair')
+    parser.add_argument('--rep155-cropped', action='store_true',
+                        help="embed each pair's second photo from its REP-155 cropped image "
+                        '(128x128 of the box), re-aligned with the landmarks, as the REP-155 '
+                        'identifier does; also scores pairs with both photos so')
     parser.add_argument('--out', default='eval_pairs', help='folder for the report and plots')
     add_common_options(parser, gallery=False)
     parser.set_defaults(handler=run_eval_pairs)
@@ -125,7 +129,8 @@ def add_commands(commands):
 
 def run_eval_pairs(args):
     """LFW View 2: threshold on 9 folds, score the 10th; cosine and Euclidean."""
-    benchmarks.eval_pairs(load_config(args), args.lfw, args.out, args.flip_sum, args.masked)
+    benchmarks.eval_pairs(load_config(args), args.lfw, args.out, args.flip_sum, args.masked,
+                          args.rep155_cropped)
     return 0
 
 

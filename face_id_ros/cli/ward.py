@@ -15,6 +15,7 @@
 """``face-id make-ward-bag``, ``eval-bag`` and ``ward-benchmark``: ward rounds as rosbag2."""
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from face_id_ros.cli.options import add_common_options, load_config, open_pipeline, read_config
@@ -34,7 +35,11 @@ def add_commands(commands):
     parser.add_argument('--strangers', help='folder of <name>/<photos> of people not enrolled')
     parser.add_argument('--visits-per-patient', type=int, default=1)
     parser.add_argument('--config', help='YAML config whose gallery.id_pattern the patient '
-                        'folders must match (default: the shipped config/face_id.yaml)')
+                        'folders must match (default: the shipped config/face_id.yaml); with '
+                        '--rep155 its detector and tracker make the faces')
+    parser.add_argument('--rep155', action='store_true',
+                        help='also write the REP-155 face topics (/humans/faces/...) our '
+                        'detector and tracker publish for each frame')
     add_recipe_arguments(parser)
     parser.set_defaults(handler=run_make_ward_bag)
 
@@ -48,6 +53,10 @@ def add_commands(commands):
                         help="fast: every frame; recorded: the node's newest-frame policy")
     parser.add_argument('--workers', type=int, default=1,
                         help='fast pace: describe frames in this many processes')
+    parser.add_argument('--rep155', choices=('cropped', 'aligned'),
+                        help="replay the bag's REP-155 face topics through the REP-155 "
+                        'identifier instead of the camera, embedding the cropped faces '
+                        '(re-aligned) or the aligned ones')
     parser.add_argument('--out', default='eval_bag', help='folder for report, plots and bag')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     add_common_options(parser)
@@ -67,6 +76,9 @@ def add_commands(commands):
                         help='also enrol each patient with synthetic masks painted on the '
                         'enrolment photos (default: as the recipe says; auto: when visits are '
                         'masked)')
+    parser.add_argument('--rep155', action='store_true',
+                        help='also write REP-155 face topics in the round and score the '
+                        'REP-155 identifier on them')
     parser.add_argument('--out', default='ward_benchmark', help='folder for every output')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     add_recipe_arguments(parser)
@@ -105,18 +117,27 @@ def run_make_ward_bag(args):
     recipe = recipe_from_args(args)
     visits = wardbag.plan_visits(patients, strangers, args.visits_per_patient, recipe.seed,
                                  recipe.masked_share)
-    intervals = wardbag.make_ward_bag(args.out, visits, recipe)
+    from face_id_ros.evaluation.rep155_bag import Rep155Recorder
+    with Rep155Recorder(read_config(args.config), recipe.seed) if args.rep155 \
+            else contextlib.nullcontext() as recorder:
+        intervals = wardbag.make_ward_bag(args.out, visits, recipe, frame_hook=recorder)
     labels = args.labels or f'{Path(args.out)}.labels.yaml'
     save_labels(labels, intervals)
     print(f'wrote {args.out}: {len(visits)} visits ({len(strangers)} by strangers, '
           f'{wardbag.masks_worn(visits, intervals)}), {recipe.storage}, {recipe.msgtype} on '
-          f'{recipe.camera_topic} at {recipe.fps:g} frames/s; labels {labels}')
+          f'{recipe.camera_topic} at {recipe.fps:g} frames/s'
+          + (', REP-155 face topics' if args.rep155 else '') + f'; labels {labels}')
     return 0
 
 
 def run_eval_bag(args):
     """Replay a bag, print the scores, write the report, plots and ``/patient_id`` bag."""
     pipeline, gallery = open_pipeline(args)
+    if args.rep155:
+        from face_id_ros.evaluation.rep155_bag import eval_rep155_bag
+        eval_rep155_bag(pipeline, args.bag, args.labels, args.out, args.rep155,
+                        not args.quiet)
+        return 0
     bag_eval.eval_bag(pipeline, gallery.patient_ids(), args.bag, args.labels, args.out,
                       args.topic, args.pace, args.workers, not args.quiet)
     return 0
@@ -132,5 +153,5 @@ def run_ward_benchmark(args):
                                           if args.enrol_masked_templates is None
                                           else args.enrol_masked_templates)
     ward_benchmark.run_ward_benchmark(load_config(args), args.lfw, settings, bag_recipe,
-                                      args.out, not args.quiet)
+                                      args.out, not args.quiet, args.rep155)
     return 0

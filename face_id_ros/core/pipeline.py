@@ -56,13 +56,19 @@ class FaceBatch:
 
 @dataclass
 class FrameResult:
-    """What the pipeline concluded about one frame; ``faces`` are ``TrackedFace`` objects."""
+    """
+    What the pipeline concluded about one frame; ``faces`` are ``TrackedFace`` objects.
+
+    ``landmarks`` are the faces' detector landmarks in frame pixels (the REP-155 face
+    publisher sends them on), in the order of ``faces`` and ``boxes``.
+    """
 
     stamp: float
     faces: list
     boxes: list
     timings_ms: dict
     gallery_revision: int
+    landmarks: list = field(default_factory=list)
 
 
 class Pipeline:
@@ -166,7 +172,8 @@ class Pipeline:
         boxes = _boxes(batch.faces)
         tracked = self.tracker.update(stamp, boxes, matches, face_masks, plan)
         timings = {**batch.timings_ms, 'match': planned_ms + _elapsed_ms(started)}
-        return FrameResult(stamp, tracked, list(boxes), timings, snapshot.revision)
+        return FrameResult(stamp, tracked, list(boxes), timings, snapshot.revision,
+                           [face.landmarks for face in batch.faces])
 
 
 def _boxes(faces):

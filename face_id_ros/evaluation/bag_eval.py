@@ -121,8 +121,10 @@ class CameraBag:
 
 
 def camera_connections(connections, topic=None):
-    """Return the image connections of ``topic``, or of the bag's only image topic."""
-    images = [item for item in connections if item.msgtype in CAMERA_TYPES]
+    """Return the image connections of ``topic``, or of the bag's only camera topic."""
+    # REP-155 face crops (/humans/faces/<id>/cropped...) are images, not a camera.
+    images = [item for item in connections
+              if item.msgtype in CAMERA_TYPES and not item.topic.startswith('/humans/')]
     if topic:
         chosen = [item for item in images if item.topic == topic]
         if not chosen:

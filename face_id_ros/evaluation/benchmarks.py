@@ -53,16 +53,19 @@ def _provenance(pipeline):
             'detector': pipeline.config.detector.backend}
 
 
-def align_photos(pipeline, paths, description, mask_seed=None):
+def align_photos(pipeline, paths, description, mask_seed=None, rep155_cropped=False):
     """
     Align the central face of each photo; return (crops, count of centre-crop fallbacks).
 
     The labelled person of a loosely cropped photo is the face nearest the centre. When the
     detector finds none, the central square is used: a photo is never dropped. With
     ``mask_seed`` each found face gets a synthetic mask first, and is detected again in the
-    masked photo (masks change what the detector sees).
+    masked photo (masks change what the detector sees). With ``rep155_cropped`` a found face
+    goes the way a REP-155 identifier gets it: the 128x128 ``cropped`` image of its box,
+    re-aligned with the landmarks (``core.rep155.align_cropped``).
     """
     from tqdm import tqdm
+    from face_id_ros.core.rep155 import align_cropped, cropped_face
     width, height = pipeline.embedder.input_size
     crops = np.zeros((len(paths), height, width, 3), np.uint8)
     rng = None if mask_seed is None else np.random.default_rng(mask_seed)
@@ -76,6 +79,10 @@ def align_photos(pipeline, paths, description, mask_seed=None):
         if face is None:
             fallbacks += 1
             landmarks = centre_landmarks(image, pipeline.template, (width, height))
+        elif rep155_cropped:
+            crops[index] = align_cropped(cropped_face(image, face.box), face.box,
+                                         face.landmarks, pipeline.template, (width, height))
+            continue
         else:
             landmarks = face.landmarks
         crops[index] = pipeline.align(image, [landmarks])[0]
@@ -92,9 +99,9 @@ def _central_face(pipeline, image):
         (item.box[:2] + item.box[2:]) / 2.0 - centre))
 
 
-def embed_photos(pipeline, paths, description, mask_seed=None):
+def embed_photos(pipeline, paths, description, mask_seed=None, rep155_cropped=False):
     """Embed the central face of each photo; return (embeddings, centre-crop fallbacks)."""
-    crops, fallbacks = align_photos(pipeline, paths, description, mask_seed)
+    crops, fallbacks = align_photos(pipeline, paths, description, mask_seed, rep155_cropped)
     return embed_crops(pipeline.embedder, crops), fallbacks
 
 
@@ -143,29 +150,43 @@ def at_threshold(cosine, same, threshold):
             'impostor_accepted': int(impostor.sum()), 'impostor_pairs': int(len(impostor))}
 
 
-def eval_pairs(config, lfw, out='eval_pairs', flip_sum=False, masked=False):
+def eval_pairs(config, lfw, out='eval_pairs', flip_sum=False, masked=False,
+               rep155_cropped=False):
     """
     LFW View 2: threshold on 9 folds, score the 10th; cosine and Euclidean.
 
     ``lfw`` holds pairs.txt and images/; ``out`` receives report.json, the ROC and the score
     histogram. With ``masked`` the second photo of every pair wears a synthetic mask (a
-    masked patient against bare enrolment photos). Prints the numbers, returns the report.
+    masked patient against bare enrolment photos); with ``rep155_cropped`` the second photo
+    is embedded from its REP-155 ``cropped`` image, re-aligned (a REP-155 face against a gallery
+    aligned from photos), and ``both_rep155_cropped`` scores pairs with both photos so.
+    Prints and returns the report.
     """
     from face_id_ros.core.pipeline import Pipeline
     from face_id_ros.evaluation import plots
+    if masked and rep155_cropped:
+        raise FaceIdError('--masked and --rep155-cropped both change the second photo; '
+                          'choose one')
     pairs, paths = lfw_photos(lfw)
     pipeline = Pipeline(config.replace(embedder={'flip_sum': bool(flip_sum)}))
     embeddings, fallbacks = embed_photos(pipeline, paths, 'embed LFW')
     second = None
-    if masked:
-        second, masked_fallbacks = embed_photos(pipeline, paths, 'embed LFW masked',
-                                                mask_seed=0)
-        fallbacks += masked_fallbacks
+    if masked or rep155_cropped:
+        second, second_fallbacks = embed_photos(
+            pipeline, paths, 'embed LFW ' + ('masked' if masked else 'REP-155 cropped'),
+            mask_seed=0 if masked else None, rep155_cropped=rep155_cropped)
+        fallbacks += second_fallbacks
     cosine, same, results = lfw_verification(pairs, paths, embeddings, second)
-    if masked:  # the bare protocol comes free with the bare embeddings
+    if second is not None:  # the bare protocol comes free with the bare embeddings
         results['bare'] = lfw_verification(pairs, paths, embeddings)[2]['cosine']
+    if rep155_cropped:
+        both, _, both_results = lfw_verification(pairs, paths, second)
+        results['both_rep155_cropped'] = {
+            **both_results['cosine'],
+            'at_model_threshold': at_threshold(both, same, pipeline.threshold)}
     report = {**_provenance(pipeline), 'flip_sum': bool(flip_sum),
-              'second_photo_masked': bool(masked), 'images': len(paths),
+              'second_photo_masked': bool(masked), 'rep155_cropped': bool(rep155_cropped),
+              'images': len(paths),
               'centre_crop_fallbacks': fallbacks, 'pairs': len(pairs), **results,
               'at_model_threshold': at_threshold(cosine, same, pipeline.threshold)}
     out = Path(out)
@@ -185,7 +206,8 @@ def _print_pairs_report(report, out):
     print(f'LFW View 2, {report["pairs"]} pairs, model {report["model"]} '
           f'{report["model_version"]}, detector {report["detector"]}, '
           f'flip-sum {report["flip_sum"]}, second photo masked '
-          f'{report["second_photo_masked"]}, centre-crop fallbacks '
+          f'{report["second_photo_masked"]}, second photo REP-155 cropped '
+          f'{report["rep155_cropped"]}, centre-crop fallbacks '
           f'{report["centre_crop_fallbacks"]}/{report["images"]} images')
     for name in ('cosine', 'euclidean'):
         result = report[name]
@@ -194,7 +216,8 @@ def _print_pairs_report(report, out):
               f'  TAR@FAR=1e-3 {100 * result["tar_at_far_1e_3"]:.2f}% '
               f'(threshold {result["threshold_at_far_1e_3"]:.4f})')
     if 'bare' in report:
-        print(f'  bare pairs (no mask), cosine accuracy '
+        bare = 'no mask' if report['second_photo_masked'] else 'both aligned from the photo'
+        print(f'  bare pairs ({bare}), cosine accuracy '
               f'{100 * report["bare"]["accuracy_mean"]:.2f}% '
               f'± {100 * report["bare"]["accuracy_std"]:.2f}')
     fixed = report['at_model_threshold']
@@ -202,6 +225,14 @@ def _print_pairs_report(report, out):
           f'accepted {fixed["genuine_accepted"]}/{fixed["genuine_pairs"]} '
           f'({100 * fixed["genuine_accepted"] / max(1, fixed["genuine_pairs"]):.1f}%), '
           f'impostor pairs accepted {fixed["impostor_accepted"]}/{fixed["impostor_pairs"]}')
+    if 'both_rep155_cropped' in report:
+        both = report['both_rep155_cropped']
+        fixed = both['at_model_threshold']
+        print(f'  both photos REP-155 cropped: cosine accuracy '
+              f'{100 * both["accuracy_mean"]:.2f}% ± {100 * both["accuracy_std"]:.2f}; at '
+              f'{fixed["threshold"]:.4f} genuine {fixed["genuine_accepted"]}/'
+              f'{fixed["genuine_pairs"]}, impostor {fixed["impostor_accepted"]}/'
+              f'{fixed["impostor_pairs"]}')
     print(f'  report, ROC and histogram in {out}/')
 
 

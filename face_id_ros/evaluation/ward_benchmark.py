@@ -26,6 +26,7 @@ The recipe
 is committed.
 """
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -141,14 +142,17 @@ def add_masked_templates(pipeline, gallery, patient_id, photos, random):
     return len(samples)
 
 
-def run_ward_benchmark(config, lfw, settings, bag_recipe, out='ward_benchmark', progress=True):
+def run_ward_benchmark(config, lfw, settings, bag_recipe, out='ward_benchmark', progress=True,
+                       rep155=False):
     """
     Enrol, synthesise, replay at both paces; print and save the numbers.
 
     ``config`` is the pipeline's (its gallery is made in ``out``), ``lfw`` holds
     images/<person>/, ``settings`` maps every name of SETTINGS and MASKED_TEMPLATES to its
     value (``auto`` is decided by the bag's masked share) and ``bag_recipe`` is the ward
-    round's WardRecipe. Returns the summary written to ``out``/report.json.
+    round's WardRecipe. With ``rep155`` the bag also carries the REP-155 face publisher's
+    topics, and the REP-155 identifier is scored on them (cropped and aligned faces) beside
+    the camera replay. Returns the summary written to ``out``/report.json.
     """
     from face_id_ros.core.gallery import Gallery
     from face_id_ros.core.pipeline import Pipeline
@@ -176,14 +180,17 @@ def run_ward_benchmark(config, lfw, settings, bag_recipe, out='ward_benchmark', 
                  random.choice(others, min(settings['strangers'], len(others)), replace=False)}
     visits = plan_visits(visit_photos, strangers, settings['visits_per_patient'],
                          bag_recipe.seed, bag_recipe.masked_share)
-    intervals = make_ward_bag(bag_path, visits, bag_recipe, progress=progress)
+    from face_id_ros.evaluation.rep155_bag import Rep155Recorder
+    with Rep155Recorder(config, bag_recipe.seed) if rep155 else contextlib.nullcontext() \
+            as recorder:
+        intervals = make_ward_bag(bag_path, visits, bag_recipe, progress, recorder)
     save_labels(out / 'ward_round.labels.yaml', intervals)
     print(f'ward round: {settings["patients"]} patients enrolled from '
           f'{settings["enrol_photos"]} photos each (+ {masked_templates} masked templates), '
           f'{len(visits) - len(strangers)} patient visits and {len(strangers)} stranger '
           f'visits ({masks_worn(visits, intervals)}), {bag_recipe.storage} '
           f'{bag_recipe.msgtype} at {bag_recipe.fps:g} frames/s (seed {bag_recipe.seed})')
-    bag = CameraBag(bag_path)
+    bag = CameraBag(bag_path, bag_recipe.camera_topic)
     reports = {}
     for pace in ('fast', 'recorded'):
         report, records = evaluate_bag(bag, intervals, pipeline, pace,
@@ -192,11 +199,26 @@ def run_ward_benchmark(config, lfw, settings, bag_recipe, out='ward_benchmark', 
         write_outputs(out / pace, report, records, intervals)
         print_report(report)
         reports[pace] = report
+    if rep155:
+        reports.update(_rep155_reports(bag_path, intervals, pipeline, out, progress))
     summary = {'settings': settings, 'masked_templates': masked_templates,
                'bag': dataclasses.asdict(bag_recipe), **reports}
     (out / 'report.json').write_text(json.dumps(summary, indent=2))
     print(f'  reports, plots, labels, gallery and bags in {out}/')
     return summary
+
+
+def _rep155_reports(bag_path, intervals, pipeline, out, progress):
+    """Score the REP-155 identifier on the round, from cropped and from aligned faces."""
+    from face_id_ros.evaluation.rep155_bag import evaluate_rep155_bag, print_rep155_report
+    reports = {}
+    for source in ('cropped', 'aligned'):
+        report, _ = evaluate_rep155_bag(bag_path, intervals, pipeline, source, progress)
+        print_rep155_report(report)
+        (out / f'rep155_{source}').mkdir(exist_ok=True)
+        (out / f'rep155_{source}' / 'report.json').write_text(json.dumps(report, indent=2))
+        reports[f'rep155_{source}'] = report
+    return reports
 
 
 def _clear(out, bag_path, gallery_path):

@@ -159,14 +159,16 @@ def _put_masks_on(visits, share, random):
             for index, visit in enumerate(visits)]
 
 
-def make_ward_bag(bag_path, visits, recipe, progress=True):
+def make_ward_bag(bag_path, visits, recipe, progress=True, frame_hook=None):
     """
     Write the ward round as a rosbag2 at ``bag_path``; return its label intervals.
 
     Frames are ``recipe.fps`` apart from FIRST_STAMP_NS; each interval runs from half a frame
     before its first frame to half a frame before the next interval's, so every frame falls
     clearly inside one interval. A masked visit whose photo shows no face the detector finds
-    cannot be masked: it is shown unmasked and its interval says so.
+    cannot be masked: it is shown unmasked and its interval says so. ``frame_hook(writer,
+    stamp_ns, message)``, when given, writes more topics for each camera message
+    (``--rep155``).
     """
     from tqdm import tqdm
     from face_id_ros.core.config import DetectorConfig
@@ -202,8 +204,10 @@ def make_ward_bag(bag_path, visits, recipe, progress=True):
             for frame_index in range(count):
                 frame = scene.render(background, frame_index / max(count - 1, 1))
                 stamp_ns = FIRST_STAMP_NS + round((first + frame_index) * 1e9 / recipe.fps)
-                writer.write(connection, stamp_ns, image_message(
-                    writer.typestore, frame, stamp_ns, recipe))
+                message = image_message(writer.typestore, frame, stamp_ns, recipe)
+                writer.write(connection, stamp_ns, message)
+                if frame_hook:
+                    frame_hook(writer, stamp_ns, message)
                 bar.update()
             intervals.append(Interval(max(0.0, (first - 0.5) / recipe.fps),
                                       (first + count - 0.5) / recipe.fps, subject,

@@ -40,6 +40,7 @@ from face_id_ros.nodes.node_params import (camera_subscription_topic, NodeConfig
                                            stage_config_from_parameters, stage_rows)
 from face_id_ros.nodes.node_status import (diagnostic_report, LoadedModel, NodeStatistics,
                                            vision_info_fields)
+from face_id_ros.nodes.rep155_output import Rep155FacePublisher
 from face_id_ros.nodes.ros_parameters import declare_rows, read_rows, undeclared_overrides
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
@@ -74,6 +75,7 @@ class FaceIdNode(LifecycleNode):
         self._statistics = NodeStatistics()
         self._outputs = {}
         self._reload_service = None
+        self._rep155 = None
         self._camera_subscription = None
         self._diagnostics_timer = None
         self._slot = None
@@ -130,6 +132,8 @@ class FaceIdNode(LifecycleNode):
         SUCCESS leads to inactive; this transition does not fail.
         """
         self._stop_camera()
+        if self._rep155 is not None:
+            self._rep155.withdraw()
         self.get_logger().info('inactive: not looking at the camera')
         return super().on_deactivate(state)
 
@@ -183,6 +187,8 @@ class FaceIdNode(LifecycleNode):
                 Image, '~/debug_image', qos_profile_sensor_data)
         self._reload_service = self.create_service(Trigger, '~/reload_gallery',
                                                    self._on_reload_gallery)
+        if self._settings.rep155_faces:  # hri_msgs only now: ConfigError when it is absent
+            self._rep155 = Rep155FacePublisher(self, config.tracker.max_gap_s)
 
     def _load_gallery(self):
         """Read the gallery into a new snapshot and swap it in (atomically, for the worker)."""
@@ -193,6 +199,9 @@ class FaceIdNode(LifecycleNode):
                                    loaded.patients)
 
     def _release(self):
+        if self._rep155 is not None:
+            self._rep155.close()
+            self._rep155 = None
         for publisher in self._outputs.values():
             self.destroy_lifecycle_publisher(publisher)
         self._outputs = {}
@@ -257,6 +266,8 @@ class FaceIdNode(LifecycleNode):
         frame = self._frames.process(msg)
         self._outputs['patient_id'].publish(frame.message)
         self._outputs['masks'].publish(frame.masks)
+        if self._rep155 is not None:
+            self._rep155.publish(msg.header, frame.image, frame.result, self._pipeline)
         if 'debug_image' in self._outputs:
             self._outputs['debug_image'].publish(
                 ros_image(msg.header, draw_results(frame.image, frame.result)))

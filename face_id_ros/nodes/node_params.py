@@ -73,6 +73,13 @@ class NodeConfig:
         'beyond this many seconds either way: image stamps and the node clock disagree (camera '
         'clock, bag played without --clock, use_sim_time) and the medication gate denies.',
         0.01, 3600.0)
+    rep155_faces: bool = setting(
+        False, 'Also publish REP-155 (ROS4HRI) faces: /humans/faces/tracked, per face roi, '
+        'cropped, aligned and landmarks, and /humans/candidate_matches (needs hri_msgs).')
+    rep155_face_source: str = setting(
+        'cropped', 'rep155_identifier only: embed /humans/faces/<id>/cropped re-aligned with '
+        'the landmarks (any REP-155 detector), or /aligned as it is (only a face_id_ros '
+        'publisher upstream).', choices=('cropped', 'aligned'))
 
 
 def camera_subscription_topic(camera_topic, image_transport):
