@@ -53,6 +53,8 @@ SCHEMA_VERSION = 2
 DEFAULT_ID_PATTERN = GalleryConfig.id_pattern
 BUSY_TIMEOUT_MS = 5000
 UNENCRYPTED = 'none'
+# The source of a template copied from a server gallery, which keeps no photo names.
+MIRRORED_SOURCE = 'server'
 
 SCHEMA = (
     # No type on meta.value: revision stays an integer, the fingerprint text.
@@ -354,6 +356,42 @@ class Gallery:
             if not removed:
                 raise GalleryError(f'gallery {self.path}: no patient {patient_id!r}')
             return self.revision
+
+    def mirror(self, revision, patients, source_id):
+        """
+        Make this gallery (a robot's cache) hold revision ``revision`` of another gallery.
+
+        ``patients`` maps each patient changed since the copy's revision to all their
+        templates at ``revision`` (objects with ``embedding``, ``enrolled``, ``quality`` and
+        ``masked``); an empty list erases the patient. One transaction, so a snapshot is the
+        old revision or the new one; removed templates are wiped from the file as by
+        :meth:`remove_patient`. ``source_id`` names the gallery copied (:meth:`mirrored`).
+        """
+        with self.batch():
+            for patient_id, templates in patients.items():
+                self._check_patient_id(patient_id)
+                self._delete_templates('DELETE FROM patients WHERE patient_id = ?', patient_id)
+                if not templates:
+                    continue
+                self._execute('INSERT INTO patients VALUES (?, ?)',
+                              (patient_id, min(template.enrolled for template in templates)))
+                first_id = self._next_template_id()
+                for offset, template in enumerate(templates):
+                    embedding = normalised_rows(template.embedding, self.embedding_size,
+                                                f'gallery {self.path}: {patient_id}')[0]
+                    self._insert_template(first_id + offset, patient_id,
+                                          embedding.astype('<f4').tobytes(), template.enrolled,
+                                          MIRRORED_SOURCE, template.quality, None,
+                                          bool(template.masked))
+            self._execute("UPDATE meta SET value = ? WHERE key = 'revision'", (int(revision),))
+            self._execute("INSERT OR REPLACE INTO meta VALUES ('mirror_of', ?)", (source_id,))
+
+    def mirrored(self):
+        """Return (id of the gallery this one copies or None, revision)."""
+        def query(db):
+            row = db.execute("SELECT value FROM meta WHERE key = 'mirror_of'").fetchone()
+            return (row[0] if row else None), self._meta(db, 'revision')
+        return self._read(query)
 
     def purge(self):
         """
