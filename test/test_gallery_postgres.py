@@ -22,13 +22,17 @@ binaries or the psycopg driver are absent (the ROS CI images). The raw-table che
 server the way its administrator could, as the superuser.
 """
 
+import os
+import subprocess
+import sys
+
 import cv2
 from face_id_ros.cli.parser import main
 from face_id_ros.core.config import GalleryConfig, PipelineConfig
 from face_id_ros.core.errors import ConfigError, GalleryError
 from face_id_ros.core.galleries import open_gallery
 from face_id_ros.core.gallery_crypto import KEY_ENV, new_key_text, parse_key
-from face_id_ros.core.gallery_postgres import migrate_server, PostgresGallery
+from face_id_ros.core.gallery_postgres import DRIVER_MISSING, migrate_server, PostgresGallery
 import numpy as np
 import pytest
 
@@ -213,3 +217,28 @@ def test_open_gallery_opens_the_server_when_a_url_is_set(server_url, tmp_path, m
     with open_gallery(config, MODEL, SIZE) as gallery:
         assert isinstance(gallery, PostgresGallery) and gallery.path == server_url
     assert not (tmp_path / 'g.db').exists()  # the desk keeps no local copy
+
+
+def test_without_the_driver_sqlite_works_and_a_server_url_names_the_package(tmp_path):
+    """A robot without psycopg (a ROS image): SQLite as before, one clear line for a URL."""
+    script = f"""
+import sys
+sys.modules['psycopg'] = None  # as on a machine where it is not installed
+from face_id_ros.core.config import GalleryConfig
+from face_id_ros.core.errors import GalleryError
+from face_id_ros.core.galleries import open_gallery
+import numpy as np
+with open_gallery(GalleryConfig(path={str(tmp_path / 'g.db')!r}, encryption='off'),
+                  'm', 4) as gallery:
+    print('sqlite revision', gallery.add_templates('P-0001', np.ones((1, 4)), ['a'], [1.0]))
+try:
+    open_gallery(GalleryConfig(url='postgresql://face_id@db/face_id'), 'm', 4)
+except GalleryError as error:
+    print(error)
+"""
+    environment = {**os.environ, KEY_ENV: new_key_text()}
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            timeout=120, env=environment)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ['sqlite revision 1', DRIVER_MISSING]
+    assert 'pip install "psycopg[binary]"' in DRIVER_MISSING
