@@ -336,11 +336,16 @@ class PostgresGallery:
         Returns early, False, when ``wake_fd`` (a pipe) becomes readable. Raises
         GalleryError when the server is gone.
         """
+        psycopg = driver()
         with self._lock:
             if not self._notified.is_set():
-                sources = [self._db.fileno()] + ([] if wake_fd is None else [wake_fd])
+                try:
+                    connection = self._db.fileno()
+                except psycopg.Error as error:
+                    raise GalleryError(f'gallery {self.path}: {one_line(error)}')
+                sources = [connection] + ([] if wake_fd is None else [wake_fd])
                 readable, _, _ = select.select(sources, [], [], timeout_s)
-                if self._db.fileno() in readable:
+                if connection in readable:
                     self._execute_now('SELECT 1')  # receives the notifications, or fails
             notified = self._notified.is_set()
             self._notified.clear()

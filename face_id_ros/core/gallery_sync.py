@@ -177,8 +177,9 @@ class GallerySync:
                 self._server.wait_for_change(self.config.sync_poll_s, self._wake_read)
                 if not self._stop.is_set():
                     self.sync_once()
-            except GalleryError as error:
-                self._went_offline(error)
+            except Exception as error:  # the thread must outlive any failure: retry
+                self._went_offline(error if isinstance(error, GalleryError)
+                                   else f'{type(error).__name__}: {error}')
                 self._stop.wait(self.config.sync_poll_s)
 
     def _connect(self):
