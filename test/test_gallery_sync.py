@@ -22,6 +22,7 @@ durations: `face-id gallery-sync-bench` measures the times.
 """
 
 from contextlib import closing
+import json
 import sqlite3
 import time
 
@@ -123,6 +124,44 @@ def test_a_robot_follows_enrolments_and_erasures_by_notification(desk, server_ur
         robot.sync.stop()
     with closing(sqlite3.connect(tmp_path / 'robot.db')) as db:
         assert db.execute('PRAGMA integrity_check').fetchone()[0] == 'ok'
+
+
+def assert_same_snapshot(kept, read):
+    assert kept.revision == read.revision
+    assert list(kept.patient_ids) == list(read.patient_ids)
+    assert list(kept.owners) == list(read.owners) and list(kept.masked) == list(read.masked)
+    assert np.allclose(kept.templates, read.templates, atol=1e-6)
+
+
+def test_the_snapshot_a_robot_keeps_is_what_its_cache_holds_after_every_kind_of_write(
+        desk, server_url, tmp_path):
+    robot = Robot(robot_config(server_url, tmp_path))
+    random = np.random.default_rng(5)
+    try:
+        robot.sync.start()
+        enrolled = []
+        for step in range(30):
+            kind = random.choice(['enrol', 'add', 'replace', 'erase'] if enrolled
+                                 else ['enrol'])
+            if kind == 'enrol':
+                patient_id = f'P-{1000 - step:04d}'  # new ids sort before the old ones
+                enrolled.append(patient_id)
+            else:
+                patient_id = enrolled[int(random.integers(len(enrolled)))]
+            if kind == 'erase':
+                enrolled.remove(patient_id)
+                revision = desk.remove_patient(patient_id)
+            else:
+                count = int(random.integers(1, 4))
+                revision = desk.add_templates(
+                    patient_id, unit_rows(100 + step, count), [''] * count, [1.0] * count,
+                    masked=[bool(flag) for flag in random.integers(0, 2, count)],
+                    replace=kind == 'replace')
+            kept = robot.wait_for_revision(revision)
+            assert_same_snapshot(kept, robot.sync.cache.snapshot())
+            assert_same_snapshot(kept, desk.snapshot())
+    finally:
+        robot.sync.stop()
 
 
 def test_a_robot_off_while_a_patient_is_erased_forgets_them_before_identifying(
@@ -242,3 +281,24 @@ def test_real_faces_an_erased_patient_is_unknown_on_the_robot_never_another(
         assert after[-1][0] == 'unknown'
     finally:
         worker.close()
+
+
+def test_the_sync_bench_checks_a_small_fleet_through_a_restart_and_a_kill(tmp_path, capsys):
+    """A small run of `face-id gallery-sync-bench`: the checks run and find nothing wrong."""
+    from face_id_ros.cli.parser import main
+    from face_id_ros.evaluation.postgres_cluster import missing_reason
+    if missing_reason():
+        pytest.skip(f'no PostgreSQL server to test against: {missing_reason()}')
+    assert main(['gallery-sync-bench', '--robots', '2', '--patients', '12',
+                 '--fault-patients', '10', '--robot-kills', '1', '--load-patients', '30',
+                 '--load-templates', '2', '--out', str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    fleet, load = lines[-2], lines[-1]
+    assert fleet.startswith('gallery-sync-bench: 2 robots, 2 desks a phase, 12+10 patients')
+    assert '2/2 caches at the final revision' in fleet
+    assert 'lost 0, duplicated 0, resurrected 0, snapshots not a server revision 0/' in fleet
+    assert 'corrupt caches 0' in fleet and '1 robot kills' in fleet
+    assert load.startswith('gallery-sync-bench load: 30 patients x 2 templates: first sync ')
+    summary = json.loads((tmp_path / 'summary.json').read_text())
+    assert summary['identifications_offline'] > 0  # identified from caches while down
+    assert summary['latency_ms']['count'] == 2 * summary['commits_steady']

@@ -13,8 +13,7 @@
 # limitations under the License.
 
 """
-``face-id eval-pairs``, ``eval-openset``, ``calibrate-*``, ``bench``, ``soak``, ``gallery-crash``,
-``gallery-sync-bench``.
+``face-id eval-pairs``, ``eval-openset``, ``calibrate-*``, ``bench``, ``soak``, ``gallery-*``.
 
 Each prints numbers.
 """
@@ -127,7 +126,7 @@ def add_commands(commands):
         'gallery-sync-bench',
         help='robots following a PostgreSQL gallery while desks enrol and erase, through a '
              'server restart and robot kills (a throw-away server on loopback); then a '
-             '10,000-patient gallery\'s sync, snapshot load and match time')
+             "10,000-patient gallery's sync, snapshot load and match time")
     parser.add_argument('--robots', type=int, default=20)
     parser.add_argument('--desks', type=int, default=2, help='desk processes per phase')
     parser.add_argument('--patients', type=int, default=1000,
@@ -144,7 +143,7 @@ def add_commands(commands):
     parser.add_argument('--load-templates', type=int, default=5)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default='.cache/gallery_sync_bench',
-                        help='folder for the robots\' caches and summary.json')
+                        help="folder for the robots' caches and summary.json")
     parser.set_defaults(handler=run_gallery_sync_bench)
 
 
@@ -209,9 +208,8 @@ def run_gallery_sync_bench(args):
     """Run the fleet and load measurements; print the summary lines; exit 1 on a problem."""
     import json
     from pathlib import Path
-    from face_id_ros.evaluation.gallery_sync_bench import (load_bench_process,
-                                                          load_summary_line, summary_line,
-                                                          sync_bench)
+    from face_id_ros.evaluation.gallery_sync_bench import (
+        load_bench_process, load_summary_line, summary_line, sync_bench)
     if min(args.robots, args.desks) < 1 or min(args.patients, args.load_templates) < 1:
         raise FaceIdError('--robots, --desks, --patients and --load-templates must be positive')
     out = Path(args.out)

@@ -375,6 +375,11 @@ class PostgresGallery:
                         self._db.execute('SELECT pg_notify(%s, %s)',
                                          (NOTIFY_CHANNEL, str(self._write)))
                     yield self
+            except psycopg.OperationalError as error:
+                # The connection broke: the commit may have reached the server or not.
+                raise GalleryError(f'gallery {self.path}: connection lost during a write '
+                                   f'({one_line(error)}); `face-id gallery audit` shows '
+                                   'whether it was committed')
             except psycopg.Error as error:
                 raise GalleryError(f'gallery {self.path}: nothing was written: '
                                    f'{one_line(error)}')

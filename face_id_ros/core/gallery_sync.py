@@ -25,7 +25,8 @@ checks every ``gallery.sync_poll_s`` seconds when none came (a lost notification
 connection). Each sync reads, in one consistent server transaction, the patients the audit
 trail shows written since the cache's revision, with their templates now (none: erased),
 writes them to the cache in one transaction (removed bytes wiped: ``secure_delete``,
-``VACUUM``), reads the cache back as one snapshot and hands it over in one assignment, so a
+``VACUUM``), and hands over the snapshot of what the cache now holds (the previous snapshot
+with those patients' rows replaced; a first sync reads the cache) in one assignment, so a
 frame uses the old snapshot or the new, never a mix. A cache that copies another server
 gallery (or a newer revision than the server's, after a restore) is rebuilt from scratch.
 """
@@ -36,9 +37,10 @@ import threading
 import time
 
 from face_id_ros.core.errors import GalleryError
-from face_id_ros.core.gallery import Gallery
+from face_id_ros.core.gallery import Gallery, GallerySnapshot, normalised_rows
 from face_id_ros.core.gallery_crypto import key_from_config
 from face_id_ros.core.gallery_postgres import display_url, PostgresGallery
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class GallerySync:
         self._stop = threading.Event()
         self._wake_read, self._wake_write = os.pipe()
         self._thread = None
+        self._snapshot = None
         _, revision = self.cache.mirrored()
         self._status = SyncStatus(self.server_name, False, revision, 0, None, None,
                                   'not synced yet')
@@ -118,7 +121,7 @@ class GallerySync:
                                    f'this robot has no cache of it yet ({error})')
             snapshot = self.cache.snapshot()
             self._set_status(revision=snapshot.revision, patients=len(snapshot.patient_ids))
-            self.on_snapshot(snapshot)
+            self._hand_over(snapshot)
         if follow:
             self._thread = threading.Thread(target=self._follow, name='gallery_sync',
                                             daemon=True)
@@ -146,8 +149,13 @@ class GallerySync:
             snapshot = None
             if changes or now != revision or mirror_of != server_id:
                 self.cache.mirror(now, changes, server_id)
-                snapshot = self.cache.snapshot()
-                self.on_snapshot(snapshot)
+                previous = self._snapshot
+                if since and previous is not None and previous.revision == revision:
+                    # What the cache now holds, without reading back every template.
+                    snapshot = updated_snapshot(previous, now, changes)
+                else:
+                    snapshot = self.cache.snapshot()
+                self._hand_over(snapshot)
             patients = (len(snapshot.patient_ids) if snapshot is not None
                         else self._status.patients or len(self.cache.patient_ids()))
             self._set_status(online=True, revision=now, patients=patients,
@@ -167,6 +175,10 @@ class GallerySync:
         os.close(self._wake_write)
 
     # Internals.
+
+    def _hand_over(self, snapshot):
+        self._snapshot = snapshot
+        self.on_snapshot(snapshot)
 
     def _follow(self):
         """Sync on every notification and every poll period; retry a lost server."""
@@ -214,3 +226,31 @@ class GallerySync:
         values = vars(self._status).copy()
         values.update(changes)
         self._status = SyncStatus(**values)
+
+
+def updated_snapshot(previous, revision, changes):
+    """
+    Return ``previous`` with the changed patients' templates replaced; an empty list erases.
+
+    ``changes`` maps patient ids to ServerTemplates, as :meth:`Gallery.mirror` takes them;
+    the result holds what the cache holds after that mirror (rows grouped by patient in id
+    order, each patient's templates in server order), at a cost that grows with the changes
+    and one pass over the arrays, not with decrypting every template again.
+    """
+    size = previous.embedding_size
+    owners = previous.patient_ids[previous.owners]
+    kept = ~np.isin(owners, list(changes)) if len(owners) else np.zeros(0, bool)
+    ids, rows, masked = [owners[kept]], [previous.templates[kept]], [previous.masked[kept]]
+    for patient_id, templates in changes.items():
+        if templates:
+            ids.append(np.array([patient_id] * len(templates), dtype=str))
+            rows.append(normalised_rows(np.stack([t.embedding for t in templates]), size,
+                                        f'gallery sync: {patient_id}'))
+            masked.append(np.array([bool(t.masked) for t in templates], bool))
+    ids = np.concatenate([part.astype(str) for part in ids])
+    order = np.argsort(ids, kind='stable')
+    patient_ids, owner_index = np.unique(ids[order], return_inverse=True)
+    return GallerySnapshot(int(revision), patient_ids.astype(str),
+                           np.concatenate(rows).reshape(-1, size)[order].astype(np.float32),
+                           owner_index.astype(np.int64).reshape(-1),
+                           np.concatenate(masked)[order].astype(bool))

@@ -58,8 +58,8 @@ CONVERGE_TIMEOUT_S = 120.0
 READY_TIMEOUT_S = 120.0
 OUTAGE_S = 3.0
 # One thread for the match timing, as a robot's worker matches.
-SINGLE_THREAD = {name: '1' for name in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS',
-                                        'MKL_NUM_THREADS')}
+SINGLE_THREAD = dict.fromkeys(('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'),
+                              '1')
 
 
 class Process:
@@ -267,6 +267,7 @@ def _verify(url, key, fleet, steady_fleet, caches, steady, faults):
         'final_revision': final.revision,
         'final_patients': len(final.patient_ids),
         'commits': len(commits),
+        'commits_steady': len(steady),
         'audit_entries': len(audit),
         'snapshots_checked': len(snaps),
         'snapshots_not_a_server_revision': mixed,
