@@ -242,3 +242,44 @@ except GalleryError as error:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ['sqlite revision 1', DRIVER_MISSING]
     assert 'pip install "psycopg[binary]"' in DRIVER_MISSING
+
+
+def test_the_password_comes_from_pgpassfile_never_from_the_config(
+        postgres_cluster, tmp_path, monkeypatch, gallery_key):
+    url = postgres_cluster.new_database('g_password_role', password='s3cret-Pw')
+    empty = tmp_path / 'empty.pgpass'
+    empty.write_text('')
+    empty.chmod(0o600)
+    monkeypatch.setenv('PGPASSFILE', str(empty))
+    with pytest.raises(GalleryError, match='cannot reach gallery server postgresql://'
+                       'face_id_password@127.0.0.1:[0-9]+/g_password_role: .*password'):
+        migrate_server(url, gallery_key, MODEL, SIZE)
+    passfile = tmp_path / 'face_id.pgpass'
+    passfile.write_text(f'127.0.0.1:{postgres_cluster.port}:g_password_role:'
+                        'face_id_password:s3cret-Pw\n')
+    passfile.chmod(0o600)
+    monkeypatch.setenv('PGPASSFILE', str(passfile))
+    assert migrate_server(url, gallery_key, MODEL, SIZE)['from_schema'] == 0
+    with PostgresGallery.open(url, MODEL, SIZE, gallery_key) as gallery:
+        assert gallery.add_templates('P-0001', unit_rows(1, 1), ['a'], [1.0]) == 1
+    assert 's3cret' not in url
+
+
+def test_one_face_is_never_enrolled_under_two_ids_on_the_server(
+        server_url, tiny_model, portrait, gallery_key):
+    """The enrolment rules sit above the storage: the same refusal as with SQLite."""
+    from face_id_ros.core.errors import EnrolmentRejected
+    from face_id_ros.core.pipeline import Pipeline
+    from test_enrolment_session import filled_session
+    pipeline = Pipeline(PipelineConfig().replace(embedder={'model': str(tiny_model)},
+                                                 detector={'blazeface_range': 'full'}))
+    embedder = pipeline.embedder
+    migrate_server(server_url, gallery_key, embedder.fingerprint, embedder.embedding_size)
+    with PostgresGallery.open(server_url, embedder.fingerprint, embedder.embedding_size,
+                              gallery_key) as gallery:
+        assert filled_session(pipeline, portrait).write(gallery, 'P-0001') == 1
+        with pytest.raises(EnrolmentRejected, match='already matches enrolled patient P-0001'):
+            filled_session(pipeline, portrait).write(gallery, 'P-0002')
+        assert filled_session(pipeline, portrait).write(gallery, 'P-0001', replace=True) == 2
+        assert gallery.patient_ids() == ['P-0001']
+        assert [entry.action for entry in gallery.audit()] == ['enrol', 'replace']

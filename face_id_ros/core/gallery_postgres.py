@@ -337,19 +337,20 @@ class PostgresGallery:
         GalleryError when the server is gone.
         """
         psycopg = driver()
-        with self._lock:
-            if not self._notified.is_set():
-                try:
-                    connection = self._db.fileno()
-                except psycopg.Error as error:
-                    raise GalleryError(f'gallery {self.path}: {one_line(error)}')
-                sources = [connection] + ([] if wake_fd is None else [wake_fd])
-                readable, _, _ = select.select(sources, [], [], timeout_s)
-                if connection in readable:
+        if not self._notified.is_set():
+            try:
+                connection = self._db.fileno()
+            except psycopg.Error as error:
+                raise GalleryError(f'gallery {self.path}: {one_line(error)}')
+            # Without the lock: a reload may use the connection meanwhile.
+            sources = [connection] + ([] if wake_fd is None else [wake_fd])
+            readable, _, _ = select.select(sources, [], [], timeout_s)
+            if connection in readable:
+                with self._lock:
                     self._execute_now('SELECT 1')  # receives the notifications, or fails
-            notified = self._notified.is_set()
-            self._notified.clear()
-            return notified
+        notified = self._notified.is_set()
+        self._notified.clear()
+        return notified
 
     # Writing.
 

@@ -91,6 +91,7 @@ class GallerySync:
         self.cache = Gallery.open(config.path, model_fingerprint, embedding_size, create=True,
                                   id_pattern=config.id_pattern, key=key)
         self._server = None
+        self._server_id = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake_read, self._wake_write = os.pipe()
@@ -137,7 +138,7 @@ class GallerySync:
         with self._lock:
             server = self._connect()
             mirror_of, revision = self.cache.mirrored()
-            server_id = server.gallery_id
+            server_id = self._server_id
             since = revision if mirror_of == server_id else 0
             now, changes = server.changes_since(since)
             if now < since:  # the server went back (a restore): start again
@@ -200,6 +201,7 @@ class GallerySync:
                                                  self.embedding_size)
             try:
                 server.listen()
+                self._server_id = server.gallery_id  # fixed while connected
             except BaseException:
                 server.close()
                 raise

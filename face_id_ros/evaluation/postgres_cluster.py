@@ -35,6 +35,7 @@ from face_id_ros.core.errors import FaceIdError
 
 DATABASE = 'face_id'
 ROLE = 'face_id'
+PASSWORD_ROLE = 'face_id_password'
 SERVER_USER = 'postgres'
 START_TIMEOUT_S = 60
 
@@ -83,6 +84,13 @@ class ThrowAwayCluster:
             os.chown(self.folder, entry.pw_uid, entry.pw_gid)
         self._run('initdb', '-D', self.data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8',
                   '--no-sync')
+        # One role signs in with a password over TCP (the rest is trusted): the tests of
+        # PGPASSFILE use it.
+        hba = os.path.join(self.data, 'pg_hba.conf')
+        with open(hba) as stream:
+            rules = stream.read()
+        with open(hba, 'w') as stream:
+            stream.write(f'host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n{rules}')
         with open(os.path.join(self.data, 'postgresql.conf'), 'a') as stream:
             stream.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
                          f"unix_socket_directories = '{self.folder}'\n"
@@ -111,13 +119,22 @@ class ThrowAwayCluster:
                 db.execute(f'CREATE DATABASE {DATABASE} OWNER {ROLE}')
         return self
 
-    def new_database(self, name):
-        """Make an empty database owned by the gallery's role; return its URL."""
+    def new_database(self, name, password=None):
+        """
+        Make an empty database owned by the gallery's role; return its URL.
+
+        With ``password``, the owner is a role that must sign in with it (over TCP).
+        """
         import psycopg
+        from psycopg import sql
+        role = ROLE if password is None else PASSWORD_ROLE
         with psycopg.connect(self.admin_url.replace(f'/{DATABASE}?', '/postgres?'),
                              autocommit=True) as db:
-            db.execute(f'CREATE DATABASE {name} OWNER {ROLE}')
-        return f'postgresql://{ROLE}@127.0.0.1:{self.port}/{name}'
+            if password is not None:
+                db.execute(sql.SQL('CREATE ROLE {} LOGIN PASSWORD {}').format(
+                    sql.Identifier(role), sql.Literal(password)))
+            db.execute(f'CREATE DATABASE {name} OWNER {role}')
+        return f'postgresql://{role}@127.0.0.1:{self.port}/{name}'
 
     def stop(self, mode='fast'):
         """Stop the server (``immediate`` is a crash: no checkpoint, clients cut off)."""
