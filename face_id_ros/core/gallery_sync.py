@@ -147,10 +147,12 @@ class GallerySync:
             if not since:
                 for patient_id in self.cache.patient_ids():
                     changes.setdefault(patient_id, [])
-            snapshot = None
             if changes or now != revision or mirror_of != server_id:
                 self.cache.mirror(now, changes, server_id)
-                previous = self._snapshot
+            snapshot, previous = None, self._snapshot
+            # Checked apart from the write: a mirror that committed and then failed (its
+            # wipe) leaves the cache ahead of the snapshot in use, and the next sync catches up.
+            if previous is None or previous.revision != now:
                 if since and previous is not None and previous.revision == revision:
                     # What the cache now holds, without reading back every template.
                     snapshot = updated_snapshot(previous, now, changes)
