@@ -283,3 +283,53 @@ def test_one_face_is_never_enrolled_under_two_ids_on_the_server(
         assert filled_session(pipeline, portrait).write(gallery, 'P-0001', replace=True) == 2
         assert gallery.patient_ids() == ['P-0001']
         assert [entry.action for entry in gallery.audit()] == ['enrol', 'replace']
+
+
+def certificate(subject, issuer_key, key, issuer=None, ca=False):
+    """Return a PEM certificate for ``subject`` (127.0.0.1 as its address), signed."""
+    import datetime
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address('127.0.0.1'))]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def test_tls_with_verify_full_and_the_hospitals_ca(postgres_cluster, tmp_path, gallery_key):
+    """sslmode=verify-full with sslrootcert: libpq's conventions, passed through as given."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    import psycopg
+    ca_key, server_key, stranger_key = (ec.generate_private_key(ec.SECP256R1())
+                                        for _ in range(3))
+    ca_pem = certificate('hospital CA', ca_key, ca_key, ca=True)
+    ca_name = x509.load_pem_x509_certificate(ca_pem).subject
+    server_pem = certificate('db.hospital', ca_key, server_key, issuer=ca_name)
+    postgres_cluster.enable_tls(server_pem, server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    url = postgres_cluster.new_database('g_tls')
+    (tmp_path / 'ca.pem').write_bytes(ca_pem)
+    (tmp_path / 'other.pem').write_bytes(certificate('another CA', stranger_key, stranger_key,
+                                                     ca=True))
+    verified = f'{url}?sslmode=verify-full&sslrootcert={tmp_path / "ca.pem"}'
+    assert migrate_server(verified, gallery_key, MODEL, SIZE)['path'] == url
+    with PostgresGallery.open(verified, MODEL, SIZE, gallery_key) as gallery:
+        assert gallery.add_templates('P-0001', unit_rows(1, 1), ['a'], [1.0]) == 1
+    with psycopg.connect(verified) as db:
+        assert db.execute('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()'
+                          ).fetchone()[0] is True
+    impostor = f'{url}?sslmode=verify-full&sslrootcert={tmp_path / "other.pem"}'
+    with pytest.raises(GalleryError, match='cannot reach gallery server .*certificate verify'):
+        PostgresGallery.open(impostor, MODEL, SIZE, gallery_key)

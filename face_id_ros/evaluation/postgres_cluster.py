@@ -136,6 +136,20 @@ class ThrowAwayCluster:
             db.execute(f'CREATE DATABASE {name} OWNER {role}')
         return f'postgresql://{role}@127.0.0.1:{self.port}/{name}'
 
+    def enable_tls(self, certificate_pem, key_pem):
+        """Serve TLS with this certificate and key (PEM bytes) from now on (a restart)."""
+        for name, data in (('server.crt', certificate_pem), ('server.key', key_pem)):
+            path = os.path.join(self.data, name)
+            with open(path, 'wb') as stream:
+                stream.write(data)
+            os.chmod(path, 0o600)
+            if os.geteuid() == 0:
+                entry = pwd.getpwnam(SERVER_USER)
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        with open(os.path.join(self.data, 'postgresql.conf'), 'a') as stream:
+            stream.write('ssl = on\n')
+        self.restart()
+
     def stop(self, mode='fast'):
         """Stop the server (``immediate`` is a crash: no checkpoint, clients cut off)."""
         self._run('pg_ctl', '-D', self.data, '-m', mode, '-w', 'stop', check=False)
