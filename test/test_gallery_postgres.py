@@ -32,7 +32,8 @@ from face_id_ros.core.config import GalleryConfig, PipelineConfig
 from face_id_ros.core.errors import ConfigError, GalleryError
 from face_id_ros.core.galleries import open_gallery
 from face_id_ros.core.gallery_crypto import KEY_ENV, new_key_text, parse_key
-from face_id_ros.core.gallery_postgres import DRIVER_MISSING, migrate_server, PostgresGallery
+from face_id_ros.core.gallery_postgres import PostgresGallery
+from face_id_ros.core.gallery_server_schema import DRIVER_MISSING, migrate_server
 import numpy as np
 import pytest
 

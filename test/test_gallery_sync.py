@@ -32,7 +32,8 @@ from face_id_ros.core.config import GalleryConfig, PipelineConfig
 from face_id_ros.core.errors import GalleryError
 from face_id_ros.core.frame_worker import FrameWorker
 from face_id_ros.core.gallery_crypto import KEY_ENV, new_key_text, parse_key
-from face_id_ros.core.gallery_postgres import migrate_server, PostgresGallery
+from face_id_ros.core.gallery_postgres import PostgresGallery
+from face_id_ros.core.gallery_server_schema import migrate_server
 from face_id_ros.core.gallery_sync import GallerySync
 from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.evaluation.samples import compose_frame

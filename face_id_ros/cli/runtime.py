@@ -153,7 +153,7 @@ def run_gallery_migrate(args):
     key = key_from_config(config.gallery)
     if config.gallery.url:
         from face_id_ros.core.embedding import OnnxEmbedder
-        from face_id_ros.core.gallery_postgres import migrate_server
+        from face_id_ros.core.gallery_server_schema import migrate_server
         from face_id_ros.core.resources import default_model_path
         embedder = OnnxEmbedder(config.embedder.model or default_model_path())
         summary = migrate_server(config.gallery.url, key, embedder.fingerprint,

@@ -17,21 +17,20 @@ A hospital's gallery on its PostgreSQL server, behind the SQLite gallery's inter
 
 The tables live in the schema ``face_id`` of the database the URL names (``gallery.url``,
 libpq conventions: the password comes from ``PGPASSFILE`` or ``~/.pgpass``, TLS from
-``sslmode`` and ``sslrootcert``). :func:`migrate_server` creates or upgrades them
-(``face-id gallery migrate``); opening a gallery never changes the schema. The server holds
-pseudonymous ids, enrolment times, qualities, mask flags and the templates (and optional
-crops) sealed by this application with AES-256-GCM (:mod:`face_id_ros.core.gallery_crypto`),
-so its administrator sees ciphertext, never a template, a crop or a photo name; a server
-gallery is always encrypted. Every write bumps one revision row (which also orders
-concurrent writers), appends who did what to the append-only ``audit`` table (which keeps no
-biometric data and survives erasure) and notifies listening robots
-(:mod:`face_id_ros.core.gallery_sync`) at commit.
+``sslmode`` and ``sslrootcert``); :mod:`face_id_ros.core.gallery_server_schema` creates or
+upgrades them (``face-id gallery migrate``), and opening a gallery never changes the schema.
+The server holds pseudonymous ids, enrolment times, qualities, mask flags and the templates
+(and optional crops) sealed by this application with AES-256-GCM
+(:mod:`face_id_ros.core.gallery_crypto`), so its administrator sees ciphertext, never a
+template, a crop or a photo name; a server gallery is always encrypted. Every write bumps
+one revision row (which also orders concurrent writers), appends who did what to the
+append-only ``audit`` table (which keeps no biometric data and survives erasure) and
+notifies listening robots (:mod:`face_id_ros.core.gallery_sync`) at commit.
 
 The driver is psycopg 3, imported only when a server gallery is opened, so SQLite machines
 run without it.
 """
 
-import base64
 from contextlib import contextmanager
 from dataclasses import dataclass
 import getpass
@@ -39,83 +38,16 @@ import re
 import select
 import threading
 import time
-import uuid
 
 from face_id_ros.core.errors import GalleryError
 from face_id_ros.core.gallery import (_encoded_png, DEFAULT_ID_PATTERN, GallerySnapshot,
                                       normalised_rows, PatientRecord)
-from face_id_ros.core.gallery_crypto import ALGORITHM, key_from_config, TemplateCipher
+from face_id_ros.core.gallery_crypto import key_from_config
+from face_id_ros.core.gallery_server_schema import (connect, display_url, driver, one_line,
+                                                    opened_cipher, read_meta, read_revision)
 import numpy as np
 
-SERVER_SCHEMA_VERSION = 1
 NOTIFY_CHANNEL = 'face_id_gallery'
-CONNECT_TIMEOUT_S = 5
-DRIVER_MISSING = ('gallery.url needs the PostgreSQL driver psycopg 3, which is not installed: '
-                  'pip install "psycopg[binary]" (or apt install python3-psycopg)')
-AUDIT_ACTIONS = ('enrol', 'add', 'replace', 'erase')
-
-# Schema version 1, created by migrate_server in one transaction. The audit table refuses
-# UPDATE, DELETE and TRUNCATE by trigger: rows are only ever appended.
-SCHEMA_STEPS = {
-    1: (
-        'CREATE SCHEMA IF NOT EXISTS face_id',
-        'CREATE TABLE face_id.meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)',
-        'CREATE TABLE face_id.revision (only_row BOOLEAN PRIMARY KEY DEFAULT TRUE'
-        ' CHECK (only_row), revision BIGINT NOT NULL, changed DOUBLE PRECISION NOT NULL)',
-        'CREATE TABLE face_id.patients (patient_id TEXT PRIMARY KEY,'
-        ' created DOUBLE PRECISION NOT NULL, revision BIGINT NOT NULL)',
-        'CREATE TABLE face_id.templates ('
-        ' template_id BIGSERIAL PRIMARY KEY,'
-        ' patient_id TEXT NOT NULL REFERENCES face_id.patients ON DELETE CASCADE,'
-        ' revision BIGINT NOT NULL, embedding BYTEA NOT NULL,'
-        ' enrolled DOUBLE PRECISION NOT NULL, quality REAL NOT NULL, image BYTEA,'
-        ' masked BOOLEAN NOT NULL DEFAULT FALSE)',
-        'CREATE INDEX templates_by_patient ON face_id.templates (patient_id)',
-        'CREATE TABLE face_id.audit ('
-        ' entry_id BIGSERIAL PRIMARY KEY, revision BIGINT NOT NULL,'
-        ' at TIMESTAMPTZ NOT NULL DEFAULT now(), operator TEXT NOT NULL,'
-        ' database_user TEXT NOT NULL DEFAULT session_user,'
-        " action TEXT NOT NULL CHECK (action IN ('enrol', 'add', 'replace', 'erase')),"
-        ' patient_id TEXT NOT NULL, templates INTEGER NOT NULL)',
-        'CREATE INDEX audit_by_revision ON face_id.audit (revision)',
-        'CREATE FUNCTION face_id.refuse_audit_change() RETURNS trigger LANGUAGE plpgsql AS'
-        " $$BEGIN RAISE EXCEPTION 'face_id.audit is append-only'; END$$",
-        'CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON face_id.audit'
-        ' FOR EACH STATEMENT EXECUTE FUNCTION face_id.refuse_audit_change()',
-    ),
-}
-# Serialises concurrent `face-id gallery migrate` runs (any number; pg_advisory_xact_lock).
-MIGRATE_LOCK = 0x66616365
-
-
-def driver():
-    """Return the psycopg module; raise GalleryError with the package to install."""
-    try:
-        import psycopg
-    except ImportError:
-        raise GalleryError(DRIVER_MISSING)
-    return psycopg
-
-
-def connect(url, autocommit=True):
-    """Open a psycopg connection to ``url``; raise GalleryError saying why not."""
-    psycopg = driver()
-    try:
-        return psycopg.connect(url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S,
-                               application_name='face_id_ros')
-    except psycopg.Error as error:
-        raise GalleryError(f'cannot reach gallery server {display_url(url)}: '
-                           f'{one_line(error)}')
-
-
-def display_url(url):
-    """Return the URL for messages: without query parameters (certificate paths and such)."""
-    return url.split('?', 1)[0]
-
-
-def one_line(error):
-    """Return a driver error's message on one line."""
-    return ' '.join(str(error).split()) or type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -216,7 +148,7 @@ class PostgresGallery:
     @property
     def revision(self):
         """Return the committed revision; inside a batch, the one it will commit."""
-        return self._read(_revision)
+        return self._read(read_revision)
 
     def patient_ids(self):
         """Return the enrolled patient ids, sorted."""
@@ -226,7 +158,7 @@ class PostgresGallery:
     def info(self):
         """Describe the gallery for logs, diagnostics and ``VisionInfo``."""
         def query(db):
-            meta = _meta(db)
+            meta = read_meta(db)
             counts = db.execute(
                 'SELECT (SELECT COUNT(*) FROM face_id.patients), COUNT(*),'
                 ' COUNT(*) FILTER (WHERE masked) FROM face_id.templates').fetchone()
@@ -234,7 +166,7 @@ class PostgresGallery:
                 'path': self.path,
                 'model_fingerprint': meta['model_fingerprint'],
                 'embedding_size': int(meta['embedding_size']),
-                'revision': _revision(db),
+                'revision': read_revision(db),
                 'patients': counts[0],
                 'templates': counts[1],
                 'masked_templates': counts[2],
@@ -281,7 +213,7 @@ class PostgresGallery:
     def templates_of(self, since):
         """Return (revision, {patient: [ServerTemplate]}): everyone, or changed after ``since``."""
         def query(db):
-            now = _revision(db)
+            now = read_revision(db)
             if since is None:
                 touched = None
             elif since:
@@ -321,7 +253,7 @@ class PostgresGallery:
     @property
     def gallery_id(self):
         """Return the id this server gallery was stamped with (robots' caches record it)."""
-        return self._read(lambda db: _meta(db)['gallery_id'])
+        return self._read(lambda db: read_meta(db)['gallery_id'])
 
     def listen(self):
         """Ask the server to notify this connection of every committed write."""
@@ -474,26 +406,8 @@ class PostgresGallery:
 
     def _check_stamp(self, db):
         """Check schema, model stamp and key; return the cipher."""
-        if not db.execute("SELECT to_regclass('face_id.meta')").fetchone()[0]:
-            raise GalleryError(f'gallery {self.path} has no face_id schema: create it once '
-                               'with `face-id gallery migrate` (with gallery.url set)')
-        meta = _meta(db)
-        schema = int(meta.get('schema_version', 0))
-        if schema != SERVER_SCHEMA_VERSION:
-            raise GalleryError(f'gallery {self.path} has schema version {schema}; this '
-                               f'software reads version {SERVER_SCHEMA_VERSION}: run '
-                               '`face-id gallery migrate`')
-        fingerprint, size = meta['model_fingerprint'], int(meta['embedding_size'])
-        if fingerprint != self.model_fingerprint or size != self.embedding_size:
-            raise GalleryError(
-                f'gallery {self.path} was made by model {fingerprint!r} (embedding size '
-                f'{size}), but the loaded model is {self.model_fingerprint!r} (embedding '
-                f'size {self.embedding_size}); re-enrol with this model or use its gallery')
-        cipher = TemplateCipher(self._key, meta['gallery_id'])
-        if not cipher.opens(base64.b64decode(meta['key_check'])):
-            raise GalleryError(f'gallery {self.path} was encrypted with another key: the '
-                               f'{self._key.source} does not open it')
-        return cipher
+        return opened_cipher(db, self.path, self.model_fingerprint, self.embedding_size,
+                             self._key)
 
     def _execute_now(self, statement):
         psycopg = driver()
@@ -540,68 +454,6 @@ class PostgresGallery:
                 f'patient id {patient_id!r} does not match the pseudonymous pattern '
                 f'{self.id_pattern.pattern!r}; the gallery stores pseudonymous ids such as '
                 'P-0042, never names')
-
-
-def migrate_server(url, key, model_fingerprint, embedding_size):
-    """
-    Create the server gallery's schema, or upgrade it; return a summary dict.
-
-    A new schema is stamped with the model and the key (a key check value, never the key);
-    an existing one must carry the same model and open with ``key``. Runs in one
-    transaction under an advisory lock, so concurrent runs and a crash leave a whole schema.
-    """
-    if key is None:
-        raise GalleryError(f'gallery {display_url(url)}: a server gallery is always encrypted: '
-                           'give the key (FACE_ID_GALLERY_KEY or gallery.key_file)')
-    psycopg = driver()
-    with connect(url) as db:
-        try:
-            with db.transaction():
-                db.execute('SELECT pg_advisory_xact_lock(%s)', (MIGRATE_LOCK,))
-                exists = db.execute("SELECT to_regclass('face_id.meta')").fetchone()[0]
-                version = int(_meta(db)['schema_version']) if exists else 0
-                if version > SERVER_SCHEMA_VERSION:
-                    raise GalleryError(f'gallery {display_url(url)} has schema version '
-                                       f'{version}, newer than this software '
-                                       f'({SERVER_SCHEMA_VERSION}): upgrade face_id_ros')
-                for step in range(version + 1, SERVER_SCHEMA_VERSION + 1):
-                    for statement in SCHEMA_STEPS[step]:
-                        db.execute(statement)
-                if not version:
-                    _stamp(db, key, model_fingerprint, embedding_size)
-                db.execute("UPDATE face_id.meta SET value = %s WHERE key = 'schema_version'",
-                           (str(SERVER_SCHEMA_VERSION),))
-        except psycopg.Error as error:
-            raise GalleryError(f'cannot migrate gallery {display_url(url)}: '
-                               f'{one_line(error)}')
-    with PostgresGallery.open(url, model_fingerprint, embedding_size, key) as gallery:
-        info = gallery.info()
-    return {'path': display_url(url), 'from_schema': version,
-            'to_schema': SERVER_SCHEMA_VERSION, 'revision': info['revision'],
-            'patients': info['patients'], 'templates': info['templates'],
-            'encryption': ALGORITHM}
-
-
-def _stamp(db, key, model_fingerprint, embedding_size):
-    """Write the meta rows of a new server gallery and its revision row."""
-    gallery_id = uuid.uuid4().hex
-    key_check = TemplateCipher(key, gallery_id).key_check()
-    rows = [('schema_version', '0'), ('model_fingerprint', model_fingerprint),
-            ('embedding_size', str(int(embedding_size))), ('gallery_id', gallery_id),
-            ('encryption', ALGORITHM),
-            ('key_check', base64.b64encode(key_check).decode('ascii'))]
-    with db.cursor() as cursor:
-        cursor.executemany('INSERT INTO face_id.meta VALUES (%s, %s)', rows)
-    db.execute('INSERT INTO face_id.revision (revision, changed) VALUES (0, %s)',
-               (time.time(),))
-
-
-def _meta(db):
-    return dict(db.execute('SELECT key, value FROM face_id.meta').fetchall())
-
-
-def _revision(db):
-    return db.execute('SELECT revision FROM face_id.revision').fetchone()[0]
 
 
 def _template_metadata(where, count, sources, qualities, images, masked, store_images):

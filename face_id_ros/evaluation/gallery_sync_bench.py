@@ -49,7 +49,8 @@ import time
 from face_id_ros.core.config import GalleryConfig
 from face_id_ros.core.gallery import Gallery
 from face_id_ros.core.gallery_crypto import KEY_ENV, new_key_text, parse_key
-from face_id_ros.core.gallery_postgres import migrate_server, PostgresGallery
+from face_id_ros.core.gallery_postgres import PostgresGallery
+from face_id_ros.core.gallery_server_schema import migrate_server
 from face_id_ros.evaluation.gallery_sync_roles import digest, EMBEDDING_SIZE, MODEL
 from face_id_ros.evaluation.postgres_cluster import ThrowAwayCluster
 import numpy as np
