@@ -79,8 +79,12 @@ setup(
             # Property tests of the decoders and loaders (test/test_fuzzing.py).
             'hypothesis',
             'onnx',
+            # The PostgreSQL gallery's driver, tested against a throw-away server.
+            'psycopg[binary]>=3.1',
             'pytest',
         ],
+        # A hospital's PostgreSQL gallery (gallery.url); SQLite-only robots need no driver.
+        'postgres': ['psycopg[binary]>=3.1'],
     },
     zip_safe=True,
     maintainer='face_id_ros maintainers',

@@ -14,11 +14,15 @@
 
 """Shared pytest fixtures."""
 
+import itertools
 from pathlib import Path
+import re
 
 import pytest
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+# Each server test gets a database of its own on the session's throw-away server.
+DATABASE_NUMBERS = itertools.count()
 
 # No test module may skip at import time: where ROS 2 is, launch_testing's pytest plugin
 # imports every test module while collecting and lets such a skip escape, which drops the
@@ -105,3 +109,24 @@ def portrait():
     """Return the sample portrait that ships with matplotlib (BGR)."""
     from face_id_ros.evaluation.samples import sample_portrait
     return sample_portrait()
+
+
+@pytest.fixture(scope='session')
+def postgres_cluster():
+    """Start a throw-away PostgreSQL server on loopback for the session; skip without one."""
+    from face_id_ros.evaluation.postgres_cluster import missing_reason, ThrowAwayCluster
+    reason = missing_reason()
+    if reason:
+        pytest.skip(f'no PostgreSQL server to test against: {reason}')
+    cluster = ThrowAwayCluster()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
+def server_url(postgres_cluster, request):
+    """Return the URL of a new, empty database on the session's server (one per test)."""
+    name = 'g_' + re.sub(r'[^a-z0-9]', '_', request.node.name.lower())[:50]
+    return postgres_cluster.new_database(f'{name}_{next(DATABASE_NUMBERS)}')

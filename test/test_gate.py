@@ -14,6 +14,7 @@
 
 """The medication gate grants only when face, order and wristband agree and are fresh."""
 
+from dataclasses import replace
 import json
 
 from face_id_ros.core.config import PipelineConfig
@@ -52,6 +53,22 @@ def ready_gate(config=None):
     return gate
 
 
+def test_a_ward_may_deny_when_the_robot_has_not_synced_the_gallery_lately():
+    """gallery_max_age_s: a robot cut off from the gallery server may miss an erasure."""
+    limited = GateConfig(gallery_max_age_s=600.0)
+    assert ready_gate().decide(NOW).granted  # no limit: the revision's age is not asked
+    gate = ready_gate(limited)
+    assert 'has no time' in gate.decide(NOW).reason
+    gate.set_model(replace(MODEL, current_at=NOW - 30.0))
+    assert gate.decide(NOW).granted
+    assert gate.decide(NOW).evidence['gallery']['age_s'] == 30.0
+    gate.set_model(replace(MODEL, current_at=NOW - 601.0))
+    decision = gate.decide(NOW)
+    assert not decision.granted
+    assert decision.reason.startswith('the gallery revision 7 was last known current 601 s '
+                                      'ago (max 600 s)')
+
+
 def test_agreeing_fresh_evidence_is_granted_with_its_evidence():
     decision = ready_gate().decide(NOW)
     assert decision.granted and decision.decision == GRANT
@@ -59,7 +76,8 @@ def test_agreeing_fresh_evidence_is_granted_with_its_evidence():
     record = json.loads(decision.to_json())
     evidence = record['evidence']
     assert evidence['model'] == MODEL.method
-    assert evidence['gallery'] == {'location': '/ward/gallery.db', 'revision': 7}
+    assert evidence['gallery'] == {'location': '/ward/gallery.db', 'revision': 7,
+                                   'age_s': None}
     assert evidence['order'] == {'patient_id': 'P-0042', 'age_s': 60.0}
     assert evidence['wristband'] == {'patient_id': 'P-0042', 'age_s': 5.0}
     assert evidence['face']['faces_in_view'] == [
@@ -179,7 +197,8 @@ def test_real_patient_id_messages_drive_the_gate(tiny_model, portrait, tmp_path)
     assert 'not confirmed yet' in decisions[0].reason
     assert 'confirmed in 1 consecutive frame(s)' in decisions[2].reason
     evidence = decisions[-1].evidence
-    assert evidence['gallery'] == {'location': str(tmp_path / 'g.db'), 'revision': 1}
+    assert evidence['gallery']['location'] == str(tmp_path / 'g.db')
+    assert evidence['gallery']['revision'] == 1
     assert evidence['model'].startswith('tiny-test 0 sha256:')
     assert evidence['face']['faces_in_view'][0]['track'] == 'face-1'
     assert evidence['face']['faces_in_view'][0]['hypotheses'][0][0] == 'P-0001'

@@ -17,7 +17,7 @@
 from face_id_ros.core.config import MatcherConfig
 from face_id_ros.core.errors import ConfigError, GalleryError
 from face_id_ros.core.gallery import Gallery, GallerySnapshot
-from face_id_ros.core.matching import match, UNKNOWN
+from face_id_ros.core.matching import best_first, match, UNKNOWN
 import numpy as np
 import pytest
 
@@ -145,3 +145,17 @@ def test_wrong_embedding_size_and_unresolved_threshold_are_refused(snapshot, rng
         match(rng.normal(size=(1, 128)), snapshot, MatcherConfig(), THRESHOLD)
     with pytest.raises(ConfigError, match='recommended threshold'):
         match(unit(rng.normal(size=SIZE)), snapshot, MatcherConfig(), MatcherConfig().threshold)
+
+
+def test_best_first_picks_and_orders_as_a_stable_sort_ties_included():
+    """The top candidates of 10,000 patients without sorting them all: same ids, same order."""
+    random = np.random.default_rng(3)
+    for _ in range(500):
+        patients, count = int(random.integers(1, 30)), int(random.integers(1, 6))
+        # Few distinct values: ties at the best, the runner-up and the cut.
+        scores = random.integers(0, 4, size=(3, patients)).astype(np.float32) / 4
+        expected = np.argsort(-scores, axis=1, kind='stable')[:, :count]
+        assert np.array_equal(best_first(scores, count), expected)
+    scores = random.normal(size=(2, 10000)).astype(np.float32)
+    assert np.array_equal(best_first(scores, 3),
+                          np.argsort(-scores, axis=1, kind='stable')[:, :3])

@@ -86,7 +86,7 @@ def test_node_and_gate_settings_use_the_same_checks():
         stage_config_from_parameters(GateConfig, {'face_max_age_s': 0.0})
     assert [row.name for row in stage_rows(GateConfig)] == [
         'face_max_age_s', 'wristband_max_age_s', 'order_max_age_s', 'min_confirmed_frames',
-        'require_unmasked']
+        'require_unmasked', 'gallery_max_age_s']
 
 
 @pytest.mark.parametrize('topic, transport, subscribed', [

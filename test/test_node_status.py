@@ -83,6 +83,26 @@ def test_a_healthy_node_reports_ok_with_every_value_people_need():
     assert values['last failure'] == 'none'
 
 
+def test_a_robot_cut_off_from_the_gallery_server_warns_with_its_revision_and_age():
+    import time
+    from face_id_ros.core.gallery_sync import SyncStatus
+    since = time.mktime((2026, 12, 7, 9, 30, 0, 0, 0, -1))
+    offline = SyncStatus('postgresql://face_id@db/face_id', False, 12, 30, since - 5.0, since,
+                         'cannot reach gallery server: connection refused')
+    report = diagnostic_report(_healthy_summary(), LOADED, '/cam', MAX_STAMP_OFFSET_S,
+                               offline, since + 65.0)
+    assert report.level == 'WARN'
+    assert report.message.startswith('gallery offline since 2026-12-07 09:30:00, revision 12 '
+                                     'from the local cache: cannot reach gallery server')
+    values = dict(report.values)
+    assert values['gallery revision age (s)'] == '70.0'
+    assert values['gallery server reachable'] == 'false'
+    online = SyncStatus('postgresql://face_id@db/face_id', True, 12, 30, since, None, '')
+    report = diagnostic_report(_healthy_summary(), LOADED, '/cam', MAX_STAMP_OFFSET_S,
+                               online, since + 1.5)
+    assert report.level == 'OK' and dict(report.values)['gallery revision age (s)'] == '1.5'
+
+
 def test_problems_are_warned_about_and_an_unloaded_node_is_an_error():
     statistics = NodeStatistics()
     report = report_of(statistics.summary(10.0))

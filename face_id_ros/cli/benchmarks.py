@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-``face-id eval-pairs``, ``eval-openset``, ``calibrate-*``, ``bench``, ``soak``, ``gallery-crash``.
+``face-id eval-pairs``, ``eval-openset``, ``calibrate-*``, ``bench``, ``soak``, ``gallery-*``.
 
 Each prints numbers.
 """
@@ -126,6 +126,31 @@ def add_commands(commands):
                         help='folder for the two galleries (made afresh) and summary.json')
     parser.set_defaults(handler=run_gallery_crash)
 
+    parser = commands.add_parser(
+        'gallery-sync-bench',
+        help='robots following a PostgreSQL gallery while desks enrol and erase, through a '
+             'server restart and robot kills (a throw-away server on loopback); then a '
+             "10,000-patient gallery's sync, snapshot load and match time")
+    parser.add_argument('--robots', type=int, default=20,
+                        help='robot processes (0: only the load measurement)')
+    parser.add_argument('--desks', type=int, default=2, help='desk processes per phase')
+    parser.add_argument('--patients', type=int, default=1000,
+                        help='patients enrolled in the steady phase (about half erased)')
+    parser.add_argument('--fault-patients', type=int, default=300,
+                        help='patients enrolled while the server restarts and robots die')
+    parser.add_argument('--robot-kills', type=int, default=3)
+    parser.add_argument('--poll-s', type=float, default=1.0,
+                        help="robots' poll period when no notification comes")
+    parser.add_argument('--desk-interval-ms', type=float, default=20.0,
+                        help='pause after each enrolment at a desk')
+    parser.add_argument('--load-patients', type=int, default=10000,
+                        help='patients of the load measurement (0: skip it)')
+    parser.add_argument('--load-templates', type=int, default=5)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--out', default='.cache/gallery_sync_bench',
+                        help="folder for the robots' caches and summary.json")
+    parser.set_defaults(handler=run_gallery_sync_bench)
+
 
 def run_eval_pairs(args):
     """LFW View 2: threshold on 9 folds, score the 10th; cosine and Euclidean."""
@@ -183,6 +208,38 @@ def run_bench(args):
     benchmarks.bench(load_config(args), parse_size(args.size), args.faces, args.face_width,
                      args.encoding, args.frames, photos, args.enrol)
     return 0
+
+
+def run_gallery_sync_bench(args):
+    """Run the fleet and load measurements; print the summary lines; exit 1 on a problem."""
+    import json
+    from pathlib import Path
+    from face_id_ros.evaluation.gallery_sync_bench import (
+        load_bench_process, load_summary_line, summary_line, sync_bench)
+    if min(args.desks, args.patients, args.load_templates) < 1 or args.robots < 0:
+        raise FaceIdError('--desks, --patients and --load-templates must be positive, '
+                          '--robots not negative')
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    if args.robots:
+        summary = sync_bench(str(out), args.robots, args.desks, args.patients,
+                             args.fault_patients, args.robot_kills, args.seed, args.poll_s,
+                             args.desk_interval_ms / 1000.0)
+    if args.load_patients:
+        summary['load'] = load_bench_process(str(out), args.load_patients,
+                                             args.load_templates)
+    (out / 'summary.json').write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    if args.robots:
+        print(summary_line(summary))
+    if args.load_patients:
+        print(load_summary_line(summary['load']))
+    failed = args.robots and (
+        summary['lost'] or summary['duplicated'] or summary['resurrected']
+        or summary['corrupt_caches'] or summary['snapshots_not_a_server_revision']
+        or summary['caches_at_final_revision'] != summary['robots'])
+    return 1 if failed else 0
 
 
 def run_gallery_crash(args):

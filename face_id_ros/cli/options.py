@@ -27,6 +27,11 @@ def add_common_options(parser, gallery=True):
     parser.add_argument('--threads', type=int, help='onnxruntime threads')
     if gallery:
         parser.add_argument('--gallery', help='SQLite gallery file (default: from the config)')
+        parser.add_argument('--gallery-url',
+                            help="the hospital's PostgreSQL gallery, postgresql://... (default: "
+                                 'gallery.url of the config; the password comes from PGPASSFILE)')
+        parser.add_argument('--operator', help='who the audit trail names for writes to a '
+                                               'server gallery (default: the login name)')
 
 
 def read_config(path=None):
@@ -40,7 +45,9 @@ def load_config(args):
     overrides = {
         'detector': {'backend': args.detector, 'yunet_model': args.yunet_model},
         'embedder': {'model': args.model, 'threads': args.threads},
-        'gallery': {'path': getattr(args, 'gallery', None)},
+        'gallery': {'path': getattr(args, 'gallery', None),
+                    'url': getattr(args, 'gallery_url', None),
+                    'operator': getattr(args, 'operator', None)},
     }
     overrides = {stage: {key: value for key, value in values.items() if value is not None}
                  for stage, values in overrides.items()}
@@ -49,11 +56,11 @@ def load_config(args):
 
 def open_pipeline(args, create_gallery=False):
     """Build the pipeline and open its gallery (refused if made by another model)."""
-    from face_id_ros.core.gallery import Gallery
+    from face_id_ros.core.galleries import open_gallery
     from face_id_ros.core.pipeline import Pipeline
     config = load_config(args)
     pipeline = Pipeline(config)
-    gallery = Gallery.from_config(config.gallery, pipeline.embedder.fingerprint,
-                                  pipeline.embedder.embedding_size, create=create_gallery)
+    gallery = open_gallery(config.gallery, pipeline.embedder.fingerprint,
+                           pipeline.embedder.embedding_size, create=create_gallery)
     pipeline.set_gallery(gallery.snapshot())
     return pipeline, gallery

@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from face_id_ros.cli.options import add_common_options, load_config, open_pipeline, read_config
+from face_id_ros.cli.options import add_common_options, load_config, open_pipeline
 from face_id_ros.core.errors import EnrolmentRejected, FaceIdError
 from face_id_ros.core.image_files import image_files, IMAGE_SUFFIXES, read_image
 
@@ -103,12 +103,19 @@ def _add_gallery(commands):
     keygen.add_argument('--out', help='key file to create (never overwritten)')
     keygen.set_defaults(handler=run_gallery_keygen)
     migrate = actions.add_parser(
-        'migrate', help='rewrite a schema-1 or unencrypted gallery as an encrypted schema-2 '
-                        'one in place (atomic; keeps revision and model stamp)')
-    migrate.add_argument('--config', help='YAML config whose gallery section names the file '
-                                          'and the key (default: the shipped config)')
-    migrate.add_argument('--gallery', help='gallery file (default: from the config)')
+        'migrate', help='SQLite: rewrite a schema-1 or unencrypted gallery as an encrypted '
+                        'schema-2 one in place (atomic; keeps revision and model stamp); '
+                        'server (gallery.url): create or upgrade its schema')
+    add_common_options(migrate)
     migrate.set_defaults(handler=run_gallery_migrate)
+    audit = actions.add_parser(
+        'audit', help="print a server gallery's audit trail: who enrolled, changed or erased "
+                      'which pseudonymous id, when, at which revision')
+    audit.add_argument('--patient-id', help="only this patient's entries")
+    audit.add_argument('--since', type=int, default=0,
+                       help='only entries after this revision')
+    add_common_options(audit)
+    audit.set_defaults(handler=run_gallery_audit)
 
 
 def run_gallery(args):
@@ -140,14 +147,38 @@ def run_gallery_keygen(args):
 
 
 def run_gallery_migrate(args):
-    """Convert the configured gallery to schema 2, encrypted with the configured key."""
-    from face_id_ros.core.gallery import migrate
+    """Convert the SQLite gallery to schema 2, or create or upgrade the server's schema."""
     from face_id_ros.core.gallery_crypto import key_from_config
-    config = read_config(args.config).gallery
-    summary = migrate(args.gallery or config.path, key_from_config(config))
-    print(f"migrated {summary['path']}: schema {summary['from_schema']} -> 2, "
-          f"{summary['encryption']}: revision {summary['revision']}, "
-          f"{summary['patients']} patient(s), {summary['templates']} template(s)")
+    config = load_config(args)
+    key = key_from_config(config.gallery)
+    if config.gallery.url:
+        from face_id_ros.core.embedding import OnnxEmbedder
+        from face_id_ros.core.gallery_server_schema import migrate_server
+        from face_id_ros.core.resources import default_model_path
+        embedder = OnnxEmbedder(config.embedder.model or default_model_path())
+        summary = migrate_server(config.gallery.url, key, embedder.fingerprint,
+                                 embedder.embedding_size)
+    else:
+        from face_id_ros.core.gallery import migrate
+        summary = migrate(config.gallery.path, key)
+    print(f"migrated {summary['path']}: schema {summary['from_schema']} -> "
+          f"{summary.get('to_schema', 2)}, {summary['encryption']}: revision "
+          f"{summary['revision']}, {summary['patients']} patient(s), "
+          f"{summary['templates']} template(s)")
+    return 0
+
+
+def run_gallery_audit(args):
+    """Print the server gallery's audit trail, one tab-separated line per entry."""
+    _, gallery = open_pipeline(args)
+    if not hasattr(gallery, 'audit'):
+        raise FaceIdError(f'gallery {gallery.path} is a SQLite file, which keeps no audit '
+                          'trail; the audit trail is kept by a server gallery (gallery.url)')
+    print('revision\ttime (UTC)\toperator\tdatabase user\taction\tpatient\ttemplates')
+    for entry in gallery.audit(args.patient_id, args.since):
+        print(f'{entry.revision}\t{entry.at:%Y-%m-%d %H:%M:%S}\t{entry.operator}\t'
+              f'{entry.database_user}\t{entry.action}\t{entry.patient_id}\t'
+              f'{entry.templates}')
     return 0
 
 

@@ -24,6 +24,7 @@ import math
 import os
 import re
 import reprlib
+from urllib.parse import parse_qs, urlsplit
 
 from face_id_ros.core.errors import ConfigError
 import yaml
@@ -172,7 +173,21 @@ class TrackerConfig:
 class GalleryConfig:
     """The enrolled-patient gallery."""
 
-    path: str = setting('~/.local/share/face_id_ros/gallery.db', 'SQLite gallery file.')
+    path: str = setting(
+        '~/.local/share/face_id_ros/gallery.db', 'SQLite gallery file; with gallery.url, '
+        "this robot's encrypted cache of the last revision it synced from the server.")
+    url: str = setting(
+        '', "The hospital's PostgreSQL gallery, a libpq URL such as postgresql://face_id@db."
+        'ward/face_id?sslmode=verify-full&sslrootcert=/etc/face_id_ros/db-ca.pem; the password '
+        'comes from PGPASSFILE or ~/.pgpass, never from this file. Empty: the SQLite file '
+        'gallery.path alone (one robot).')
+    sync_poll_s: float = setting(
+        5.0, 'With gallery.url: seconds between checks of the server when no notification '
+        'arrived (LISTEN/NOTIFY brings changes at once), and between reconnection attempts '
+        'while it is unreachable.', 0.2, 3600.0)
+    operator: str = setting(
+        '', 'Who the audit trail names for writes from this machine (a desk, a nurse); '
+        "empty: the login name. Commands' --operator overrides it.")
     store_images: bool = setting(False, 'Also store the aligned face crops (off: privacy).')
     id_pattern: str = setting(
         r'^P-[0-9]{4,}$', 'Regular expression every pseudonymous patient id must match.')
@@ -238,6 +253,9 @@ class PipelineConfig:
             pattern = short_repr(config.gallery.id_pattern)
             raise ConfigError(f'{source}: gallery.id_pattern {pattern} is not a regular '
                               f'expression ({error})')
+        problem = server_url_problem(config.gallery.url)
+        if problem:
+            raise ConfigError(f'{source}: gallery.url {problem}')
         return config
 
     @classmethod
@@ -251,6 +269,19 @@ class PipelineConfig:
         for name, values in sections.items():
             merged.setdefault(name, {}).update(values)
         return type(self).from_dict(merged, source='override')
+
+
+def server_url_problem(url):
+    """Return why a gallery.url is refused ('' for an acceptable or empty one)."""
+    if not url:
+        return ''
+    parts = urlsplit(url)
+    if parts.scheme not in ('postgresql', 'postgres'):
+        return f'{short_repr(url)} is not a postgresql:// URL'
+    if parts.password is not None or 'password' in parse_qs(parts.query):
+        return ('holds a password: keep it in PGPASSFILE (or ~/.pgpass, mode 600), never in '
+                'the YAML or a parameter')
+    return ''
 
 
 def read_yaml(path, what='config'):

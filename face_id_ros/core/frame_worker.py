@@ -27,6 +27,7 @@ import os
 
 from face_id_ros.core.errors import GalleryError
 from face_id_ros.core.gallery import Gallery
+from face_id_ros.core.gallery_sync import GallerySync
 from face_id_ros.core.image_codec import decode_any
 from face_id_ros.core.patient_id import mask_detections, patient_detections
 from face_id_ros.core.ros_messages import build_detection_array, stamp_seconds
@@ -59,10 +60,17 @@ class GalleryLoaded:
 class FrameWorker:
     """Turn camera messages into ``/patient_id`` messages with one pipeline."""
 
-    def __init__(self, pipeline, message_types):
-        """``message_types`` maps full type names to message classes (rclpy or rosbags)."""
+    def __init__(self, pipeline, message_types, on_gallery=None):
+        """
+        ``message_types`` maps full type names to message classes (rclpy or rosbags).
+
+        ``on_gallery(GalleryLoaded)`` is told of every revision a server gallery's sync
+        swaps in (from the sync thread); a SQLite gallery changes only on reload.
+        """
         self.pipeline = pipeline
         self.message_types = message_types
+        self.on_gallery = on_gallery
+        self.sync = None
 
     def process(self, msg):
         """Decode, identify and build the ``/patient_id`` message, with ``msg``'s header."""
@@ -83,6 +91,8 @@ class FrameWorker:
         """
         pipeline = self.pipeline
         config = pipeline.config.gallery
+        if config.url:
+            return self._sync_with_server(config)
         path = os.path.expanduser(config.path)
         if not os.path.isfile(path):
             raise GalleryError(
@@ -94,3 +104,45 @@ class FrameWorker:
             gallery_path = gallery.path
         pipeline.set_gallery(snapshot)
         return GalleryLoaded(gallery_path, snapshot.revision, len(snapshot.patient_ids))
+
+    def sync_status(self):
+        """Return the server sync's SyncStatus, or None for a SQLite gallery."""
+        return None if self.sync is None else self.sync.status
+
+    def close(self):
+        """Stop following the server gallery (nothing to do for a SQLite one)."""
+        if self.sync is not None:
+            self.sync.stop()
+            self.sync = None
+
+    def _sync_with_server(self, config):
+        """
+        Follow the server gallery (first call), or sync now; return GalleryLoaded.
+
+        The first call syncs before it returns (or falls back to the local cache when the
+        server is unreachable, GalleryError when there is none); later calls raise
+        GalleryError when the server cannot be reached, and the snapshot in use stays.
+        """
+        if self.sync is None:
+            embedder = self.pipeline.embedder
+            sync = GallerySync(config, embedder.fingerprint, embedder.embedding_size,
+                               self._swap_in)
+            try:
+                sync.start()
+            except BaseException:
+                sync.stop()
+                raise
+            self.sync = sync
+        else:
+            self.sync.sync_once()
+        return self._loaded(self.pipeline.snapshot)
+
+    def _swap_in(self, snapshot):
+        """Use a synced revision from the next frame on; tell the node."""
+        self.pipeline.set_gallery(snapshot)
+        if self.on_gallery is not None and self.sync is not None:
+            self.on_gallery(self._loaded(snapshot))
+
+    def _loaded(self, snapshot):
+        return GalleryLoaded(self.sync.server_name if self.sync else '', snapshot.revision,
+                             len(snapshot.patient_ids))

@@ -53,6 +53,8 @@ SCHEMA_VERSION = 2
 DEFAULT_ID_PATTERN = GalleryConfig.id_pattern
 BUSY_TIMEOUT_MS = 5000
 UNENCRYPTED = 'none'
+# The source of a template copied from a server gallery, which keeps no photo names.
+MIRRORED_SOURCE = 'server'
 
 SCHEMA = (
     # No type on meta.value: revision stays an integer, the fingerprint text.
@@ -266,10 +268,8 @@ class Gallery:
                                'is not text')
         patient_ids = sorted({row[1] for row in rows})
         index = {patient_id: position for position, patient_id in enumerate(patient_ids)}
-        templates = np.zeros((len(rows), self.embedding_size), np.float32)
-        for position, (template_id, patient_id, blob, _) in enumerate(rows):
-            templates[position] = self._decode(
-                self._unseal(blob, template_id, patient_id, 'embedding'))
+        templates = self._decode_all([self._unseal(blob, template_id, patient_id, 'embedding')
+                                      for template_id, patient_id, blob, _ in rows])
         owners = np.array([index[row[1]] for row in rows], np.int64)
         masked = np.array([bool(row[3]) for row in rows], bool)
         return GallerySnapshot(revision, np.array(patient_ids, dtype=str).reshape(-1),
@@ -354,6 +354,42 @@ class Gallery:
             if not removed:
                 raise GalleryError(f'gallery {self.path}: no patient {patient_id!r}')
             return self.revision
+
+    def mirror(self, revision, patients, source_id):
+        """
+        Make this gallery (a robot's cache) hold revision ``revision`` of another gallery.
+
+        ``patients`` maps each patient changed since the copy's revision to all their
+        templates at ``revision`` (objects with ``embedding``, ``enrolled``, ``quality`` and
+        ``masked``); an empty list erases the patient. One transaction, so a snapshot is the
+        old revision or the new one; removed templates are wiped from the file as by
+        :meth:`remove_patient`. ``source_id`` names the gallery copied (:meth:`mirrored`).
+        """
+        with self.batch():
+            for patient_id, templates in patients.items():
+                self._check_patient_id(patient_id)
+                self._delete_templates('DELETE FROM patients WHERE patient_id = ?', patient_id)
+                if not templates:
+                    continue
+                self._execute('INSERT INTO patients VALUES (?, ?)',
+                              (patient_id, min(template.enrolled for template in templates)))
+                first_id = self._next_template_id()
+                for offset, template in enumerate(templates):
+                    embedding = normalised_rows(template.embedding, self.embedding_size,
+                                                f'gallery {self.path}: {patient_id}')[0]
+                    self._insert_template(first_id + offset, patient_id,
+                                          embedding.astype('<f4').tobytes(), template.enrolled,
+                                          MIRRORED_SOURCE, template.quality, None,
+                                          bool(template.masked))
+            self._execute("UPDATE meta SET value = ? WHERE key = 'revision'", (int(revision),))
+            self._execute("INSERT OR REPLACE INTO meta VALUES ('mirror_of', ?)", (source_id,))
+
+    def mirrored(self):
+        """Return (id of the gallery this one copies or None, revision)."""
+        def query(db):
+            row = db.execute("SELECT value FROM meta WHERE key = 'mirror_of'").fetchone()
+            return (row[0] if row else None), self._meta(db, 'revision')
+        return self._read(query)
 
     def purge(self):
         """
@@ -541,15 +577,22 @@ class Gallery:
         return data
 
     def _decode(self, blob):
-        if not isinstance(blob, bytes) or len(blob) % 4:
-            raise GalleryError(f'gallery {self.path} is damaged: a template is not '
-                               f'{self.embedding_size} finite numbers')
-        embedding = np.frombuffer(blob, '<f4')
-        norm = np.linalg.norm(embedding)
-        if embedding.size != self.embedding_size or not np.isfinite(norm) or norm == 0:
-            raise GalleryError(f'gallery {self.path} is damaged: a template is not '
-                               f'{self.embedding_size} finite numbers')
-        return embedding / norm
+        return self._decode_all([blob])[0]
+
+    def _decode_all(self, blobs):
+        """Return the (N, D) float32 unit rows of N stored embeddings."""
+        size = self.embedding_size
+        if not all(isinstance(blob, bytes) and len(blob) == 4 * size for blob in blobs):
+            raise GalleryError(f'gallery {self.path} is damaged: a template is not {size} '
+                               'finite numbers')
+        embeddings = np.frombuffer(b''.join(blobs), '<f4').reshape(len(blobs), size)
+        # Each row's own dot product, as np.linalg.norm takes it: the same bits, 3x faster
+        # than a norm per row (a 10,000-patient snapshot spent 0.5 s here).
+        norms = np.sqrt(np.array([row.dot(row) for row in embeddings], np.float32))
+        if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+            raise GalleryError(f'gallery {self.path} is damaged: a template is not {size} '
+                               'finite numbers')
+        return embeddings / norms[:, None]
 
     def _check_patient_id(self, patient_id):
         if not isinstance(patient_id, str) or not self.id_pattern.fullmatch(patient_id):

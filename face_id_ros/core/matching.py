@@ -81,10 +81,29 @@ def match(embeddings, snapshot, config, threshold, masked=None):
     faces = np.where(usable[:, None], faces / np.where(usable, norms, 1.0)[:, None], 0.0)
     cosines = faces @ snapshot.templates.T
     per_patient, like = _per_patient(cosines, snapshot, masked)
-    order = np.argsort(-per_patient, axis=1, kind='stable')
+    order = best_first(per_patient, max(config.top_k, 2))
     return [_decide(snapshot.patient_ids, per_patient[row], order[row], config, threshold,
                     bool(like[row, order[row][0]]))
             if usable[row] else FaceMatch(UNKNOWN) for row in range(len(faces))]
+
+
+def best_first(scores, count):
+    """
+    Return, per row, the indices of the ``count`` highest scores, highest first.
+
+    The same indices, in the same order, as the first ``count`` of a stable descending sort
+    (ties by index), found in time linear in the number of patients: a full sort of 10,000
+    patients per face cost more than the similarities themselves.
+    """
+    if scores.shape[1] <= count:
+        return np.argsort(-scores, axis=1, kind='stable')
+    # Everything at least as high as the count-th best, ties included, then sorted.
+    floor = -np.partition(-scores, count - 1, axis=1)[:, count - 1:count]
+    rows = []
+    for row, lowest in zip(scores, floor):
+        chosen = np.flatnonzero(row >= lowest)
+        rows.append(chosen[np.argsort(-row[chosen], kind='stable')][:count])
+    return np.array(rows, np.int64).reshape(len(scores), count)
 
 
 def _per_patient(cosines, snapshot, masked):

@@ -30,7 +30,7 @@ import threading
 import time
 
 from face_id_ros.core.errors import FaceIdError
-from face_id_ros.core.gallery import Gallery
+from face_id_ros.core.galleries import open_gallery
 from face_id_ros.core.gallery_crypto import key_from_config
 from face_id_ros.core.image_codec import decode_any
 from face_id_ros.core.newest_frame import NewestFrameSlot
@@ -161,8 +161,8 @@ def enrol(node, pipeline, args):
         logger.error(f'timed out after {args.timeout:g} s with {len(session.samples)} of '
                      f'{session.keep} good frames (last: {last_hint}); nothing written')
         return 1
-    with Gallery.from_config(config.gallery, pipeline.embedder.fingerprint,
-                             pipeline.embedder.embedding_size, create=True) as gallery:
+    with open_gallery(config.gallery, pipeline.embedder.fingerprint,
+                      pipeline.embedder.embedding_size, create=True) as gallery:
         revision = session.write(gallery, args.patient_id, source=f'camera {node.topic}',
                                  replace=args.replace)
         path = gallery.path

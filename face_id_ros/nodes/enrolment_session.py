@@ -26,7 +26,7 @@ face already matches another enrolled patient. No ROS here: the enrol node feeds
 from dataclasses import dataclass
 
 from face_id_ros.core.errors import EnrolmentRejected
-from face_id_ros.core.gallery import Gallery
+from face_id_ros.core.galleries import open_gallery
 from face_id_ros.core.quality import assess_photo, shown_apart
 import numpy as np
 
@@ -156,6 +156,6 @@ def erase_patient(gallery_config, embedder, patient_id):
     one; raises GalleryError when the patient is not enrolled. A face_id_node stops matching
     the patient at its next gallery reload.
     """
-    with Gallery.from_config(gallery_config, embedder.fingerprint, embedder.embedding_size,
-                             create=False) as gallery:
+    with open_gallery(gallery_config, embedder.fingerprint, embedder.embedding_size,
+                      create=False) as gallery:
         return gallery.path, gallery.remove_patient(patient_id)

@@ -44,9 +44,11 @@ from face_id_ros.nodes.rep155_output import Rep155FacePublisher
 from face_id_ros.nodes.ros_parameters import declare_rows, read_rows, undeclared_overrides
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, VisionInfo
@@ -173,7 +175,8 @@ class FaceIdNode(LifecycleNode):
         self._settings = stage_config_from_parameters(NodeConfig,
                                                       read_rows(self, self._node_rows))
         self._pipeline = Pipeline(config)
-        self._frames = FrameWorker(self._pipeline, rclpy_detection_types())
+        self._frames = FrameWorker(self._pipeline, rclpy_detection_types(),
+                                   on_gallery=self._on_gallery_synced)
         self._load_gallery()
         self._outputs = {
             'patient_id': self.create_lifecycle_publisher(Detection2DArray, 'patient_id', 10),
@@ -192,11 +195,24 @@ class FaceIdNode(LifecycleNode):
 
     def _load_gallery(self):
         """Read the gallery into a new snapshot and swap it in (atomically, for the worker)."""
-        loaded = self._frames.reload_gallery()
+        self._set_loaded(self._frames.reload_gallery())
+
+    def _set_loaded(self, loaded):
         embedder = self._pipeline.embedder
         self._loaded = LoadedModel(embedder.metadata.name, embedder.metadata.version,
                                    embedder.fingerprint, loaded.path, loaded.revision,
                                    loaded.patients)
+
+    def _on_gallery_synced(self, loaded):
+        """Report a server gallery's new revision, now in use (called by the sync thread)."""
+        if self._pipeline is None:
+            return
+        previous = self._loaded.gallery_revision if self._loaded else None
+        self._set_loaded(loaded)
+        if previous is not None and previous != loaded.revision:
+            self.get_logger().info(f'gallery revision {loaded.revision} '
+                                   f'({loaded.patients} patients), was revision {previous}')
+        self._publish_gallery_info()
 
     def _release(self):
         if self._rep155 is not None:
@@ -208,6 +224,8 @@ class FaceIdNode(LifecycleNode):
         if self._reload_service is not None:
             self.destroy_service(self._reload_service)
             self._reload_service = None
+        if self._frames is not None:
+            self._frames.close()  # stops following a server gallery
         if self._pipeline is not None:
             self._pipeline.detector.close()
         self._pipeline = None
@@ -300,14 +318,24 @@ class FaceIdNode(LifecycleNode):
         if publisher is None or self._loaded is None:
             return
         message = VisionInfo(**vision_info_fields(self._loaded))
-        message.header.stamp = self.get_clock().now().to_msg()
+        # The stamp says when the revision was last known current: the gate's
+        # gallery_max_age_s measures from it. A SQLite gallery is current when published.
+        stamp = self.get_clock().now()
+        sync = self._frames.sync_status() if self._frames is not None else None
+        if sync is not None:
+            age = sync.age_s(time.time())
+            stamp = Time() if age is None else stamp - Duration(nanoseconds=int(age * 1e9))
+        message.header.stamp = stamp.to_msg()
         publisher.publish(message)
 
     def _publish_diagnostics(self):
         summary = self._statistics.summary(time.monotonic())
         topic = self._camera_input()[1]
+        sync = self._frames.sync_status()
         report = diagnostic_report(summary, self._loaded, topic,
-                                   self._settings.max_stamp_offset_s)
+                                   self._settings.max_stamp_offset_s, sync, time.time())
+        if sync is not None:
+            self._publish_gallery_info()  # the revision's age moves on
         status = DiagnosticStatus(
             level=getattr(DiagnosticStatus, report.level),
             name=f'{self.get_name()}: face identification', message=report.message,

@@ -58,6 +58,11 @@ class GateConfig:
         'frame: for wards that want the face identifier unmasked. Off by default, as the '
         'wristband is the second identifier and a masked face is confirmed with more '
         'agreeing frames.')
+    gallery_max_age_s: float = setting(
+        0.0, 'Deny when the gallery revision behind /patient_id was last known current longer '
+        'ago than this (the stamp of /face_id/gallery_info): a robot cut off from the '
+        "hospital's gallery server for longer may not know of an erasure. 0: no limit.",
+        0.0, 30 * 86400.0)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class ModelInfo:
     method: str
     gallery_location: str
     gallery_revision: int
+    current_at: float = None  # when the revision was last known current (node clock, s)
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,8 @@ def face_frame_from_message(msg):
 
 def model_info_from_message(msg):
     """Turn a vision_msgs/VisionInfo into a ModelInfo."""
-    return ModelInfo(msg.method, msg.database_location, int(msg.database_version))
+    return ModelInfo(msg.method, msg.database_location, int(msg.database_version),
+                     stamp_seconds(msg.header.stamp))
 
 
 class MedicationGate:
@@ -202,6 +209,9 @@ class MedicationGate:
                     f'(max {config.order_max_age_s:g} s)')
         if self.model is None:
             return 'model and gallery revision unknown (no /face_id/gallery_info received)'
+        stale = self._stale_gallery(now)
+        if stale:
+            return stale
         if frame is None:
             return 'no /patient_id received: is face identification running?'
         age = now - frame.stamp
@@ -238,6 +248,20 @@ class MedicationGate:
                     f'{order.patient_id}')
         return None
 
+    def _stale_gallery(self, now):
+        """Say why the gallery revision is too old to rely on ('' when it is fresh enough)."""
+        limit = self.config.gallery_max_age_s
+        current_at = self.model.current_at
+        if not limit:
+            return ''
+        if current_at is None:
+            return 'the gallery revision has no time (gallery_max_age_s is set)'
+        if now - current_at > limit:
+            return (f'the gallery revision {self.model.gallery_revision} was last known '
+                    f'current {now - current_at:.0f} s ago (max {limit:g} s): this robot '
+                    'cannot reach the gallery server and may not know of an erasure')
+        return ''
+
     def _evidence(self, now):
         """Everything the decision looked at, with ages, for the audit log."""
         evidence = {'order': _reading(self.order, now), 'wristband': _reading(self.wristband, now),
@@ -246,7 +270,9 @@ class MedicationGate:
         if self.model is not None:
             evidence['model'] = self.model.method
             evidence['gallery'] = {'location': self.model.gallery_location,
-                                   'revision': self.model.gallery_revision}
+                                   'revision': self.model.gallery_revision,
+                                   'age_s': (None if self.model.current_at is None
+                                             else round(now - self.model.current_at, 3))}
         if self.frame is not None:
             evidence['face'] = {
                 'frame_stamp': self.frame.stamp,

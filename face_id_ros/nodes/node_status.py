@@ -184,14 +184,18 @@ class NodeStatistics:
             }
 
 
-def diagnostic_report(summary, loaded, camera_topic, max_stamp_offset_s):
+def diagnostic_report(summary, loaded, camera_topic, max_stamp_offset_s, sync=None,
+                      now=None):
     """
     Judge the node's health from a ``NodeStatistics.summary`` and the LoadedModel.
 
     ERROR: no model or gallery loaded. WARN: no camera frames lately, frames failing lately,
     image stamps and the node's clock more than ``max_stamp_offset_s`` apart (median
-    latency: the medication gate then finds every face stale), or nobody enrolled (every
-    face is then ``unknown``). OK otherwise. ``camera_topic`` is the topic subscribed to.
+    latency: the medication gate then finds every face stale), nobody enrolled (every
+    face is then ``unknown``), or the gallery server unreachable ("gallery offline since
+    ..., revision N": identifying from the local cache). OK otherwise. ``camera_topic`` is
+    the topic subscribed to; ``sync`` the SyncStatus of a server gallery (None: SQLite) and
+    ``now`` the wall-clock time its age is measured at.
     """
     if loaded is None:
         return DiagnosticReport('ERROR', 'model and gallery not loaded (node unconfigured)',
@@ -210,6 +214,8 @@ def diagnostic_report(summary, loaded, camera_topic, max_stamp_offset_s):
         problems.append(clock)
     if loaded.patients == 0:
         problems.append('gallery has no enrolled patients: every face is unknown')
+    if sync is not None and not sync.online:
+        problems.append(sync.describe())
     if problems:
         level, message = 'WARN', '; '.join(problems)
     else:
@@ -235,8 +241,21 @@ def diagnostic_report(summary, loaded, camera_topic, max_stamp_offset_s):
         ('latency median (ms)', _format_ms(summary['latency_ms_median'])),
         ('latency p95 (ms)', _format_ms(summary['latency_ms_p95'])),
         ('processing median (ms)', _format_ms(summary['processing_ms_median'])),
-    )
+    ) + sync_values(sync, now)
     return DiagnosticReport(level, message, values)
+
+
+def sync_values(sync, now):
+    """Return the diagnostics key-values of a server gallery's SyncStatus (none for SQLite)."""
+    if sync is None:
+        return ()
+    age = sync.age_s(now)
+    return (
+        ('gallery server', sync.server),
+        ('gallery server reachable', 'true' if sync.online else 'false'),
+        ('gallery revision age (s)', 'never synced' if age is None else f'{age:.1f}'),
+        ('gallery sync error', sync.last_error or 'none'),
+    )
 
 
 def clock_disagreement(latency_ms_median, max_stamp_offset_s):
