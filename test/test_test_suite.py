@@ -14,6 +14,7 @@
 
 """The test suite itself: it survives launch_testing's collection, and CI sees it run."""
 
+import ast
 import importlib.util
 import os
 import subprocess
@@ -246,3 +247,11 @@ def test_ci_test_sets_up_again_when_the_apt_linters_change(package_root, tmp_pat
         stamps.append(ci_test_function(package_root, 'setup_stamp', fake))
     assert stamps[0] != stamps[1]
     assert stamps[1] == ci_test_function(package_root, 'setup_stamp', fake)
+
+
+def test_the_launch_tests_whose_processes_end_by_design_keep_the_launch_alive(package_root):
+    # On Humble, a launch whose processes all ended stops before the active tests ran.
+    tree = ast.parse((package_root / 'test' / 'test_launch_enroll.py').read_text())
+    [describe] = [node for node in tree.body if isinstance(node, ast.FunctionDef)
+                  and node.name == 'generate_test_description']
+    assert 'keep_alive' in [getattr(decorator, 'id', None) for decorator in describe.decorator_list]
