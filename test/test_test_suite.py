@@ -254,4 +254,5 @@ def test_the_launch_tests_whose_processes_end_by_design_keep_the_launch_alive(pa
     tree = ast.parse((package_root / 'test' / 'test_launch_enroll.py').read_text())
     [describe] = [node for node in tree.body if isinstance(node, ast.FunctionDef)
                   and node.name == 'generate_test_description']
-    assert 'keep_alive' in [getattr(decorator, 'id', None) for decorator in describe.decorator_list]
+    names = [getattr(decorator, 'id', None) for decorator in describe.decorator_list]
+    assert 'keep_alive' in names
