@@ -70,14 +70,16 @@ def run_enroll(args):
         raise FaceIdError(f'{root} holds no patient sub-folders to enrol')
     if args.add_to and not args.patient_id:
         raise FaceIdError('--add-to adds one sub-folder: name it with --patient-id')
+    from face_id_ros.core.gallery_crypto import key_from_config
     pipeline, gallery = open_pipeline(args, create_gallery=True)
     if args.add_to and args.add_to not in gallery.patient_ids():
         raise FaceIdError(f'--add-to {args.add_to}: no such patient in {gallery.path}')
+    key = key_from_config(pipeline.config.gallery)
     rejected = refused = 0
     for folder in folders:
         patient_id = args.add_to or folder.name
         samples, sources, photos_rejected = _enrolment_samples(args, folder, patient_id,
-                                                               pipeline, gallery)
+                                                               pipeline, gallery, key)
         rejected += photos_rejected
         if not samples:
             print(f'{folder.name}: no new photo accepted, nothing enrolled')
@@ -105,13 +107,11 @@ def run_enroll(args):
     return 1 if refused else 0
 
 
-def _enrolment_samples(args, folder, patient_id, pipeline, gallery):
+def _enrolment_samples(args, folder, patient_id, pipeline, gallery, key):
     """Return the folder's new photos that pass the quality gate, their sources, rejections."""
     from tqdm import tqdm
-    from face_id_ros.core.gallery_crypto import key_from_config
     from face_id_ros.core.image_codec import decode_encoded
     from face_id_ros.core.quality import assess_photo
-    key = key_from_config(pipeline.config.gallery)
     known = set() if args.replace else gallery.template_sources().get(patient_id, set())
     samples, sources, rejected = [], [], 0
     for photo in tqdm(image_files([folder]), desc=folder.name, unit='photo', leave=False):
