@@ -256,3 +256,18 @@ def test_the_launch_tests_whose_processes_end_by_design_keep_the_launch_alive(pa
                   and node.name == 'generate_test_description']
     names = [getattr(decorator, 'id', None) for decorator in describe.decorator_list]
     assert 'keep_alive' in names
+
+
+def test_ci_test_finds_the_venv_flake8_plugins_apt_also_installed(package_root):
+    # Seen from the venv's own interpreter, every plugin pip installed is "also installed":
+    # the check finds all five, underscores in pip's names (flake8_import_order) included.
+    venv_python = package_root / '.venv' / 'bin' / 'python'
+    if not venv_python.is_file():
+        pytest.skip('no .venv here (made by .ci/test)')
+    found = ci_test_function(package_root, f'shadowed_flake8_plugins {venv_python} '
+                                           f'{venv_python}').split()
+    assert found == ['flake8-builtins', 'flake8-comprehensions', 'flake8-docstrings',
+                     'flake8-import-order', 'flake8-quotes']
+    # An interpreter that has none of them (here `false`, which has nothing) shadows nothing.
+    assert ci_test_function(package_root,
+                            f'shadowed_flake8_plugins {venv_python} false') == ''

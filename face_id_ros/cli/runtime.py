@@ -62,6 +62,7 @@ def run_enroll(args):
     and a photo enrolled before is skipped (known by a digest of its bytes, never its name).
     Exits 1 when a patient was refused.
     """
+    from face_id_ros.core.gallery_crypto import key_from_config
     root = Path(args.folder)
     folders = sorted(path for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
     if args.patient_id:
@@ -70,7 +71,6 @@ def run_enroll(args):
         raise FaceIdError(f'{root} holds no patient sub-folders to enrol')
     if args.add_to and not args.patient_id:
         raise FaceIdError('--add-to adds one sub-folder: name it with --patient-id')
-    from face_id_ros.core.gallery_crypto import key_from_config
     pipeline, gallery = open_pipeline(args, create_gallery=True)
     if args.add_to and args.add_to not in gallery.patient_ids():
         raise FaceIdError(f'--add-to {args.add_to}: no such patient in {gallery.path}')
