@@ -62,3 +62,19 @@ def test_unreadable_and_invalid_yaml_files_are_reported(tmp_path):
     broken.write_text('detector: [unclosed\n')
     with pytest.raises(ConfigError, match='not valid YAML'):
         PipelineConfig.from_yaml(broken)
+
+
+def test_encryption_off_written_as_the_readme_says_is_accepted(tmp_path):
+    # YAML 1.1 reads a bare `off` as the boolean False; the README writes it bare.
+    path = tmp_path / 'test_gallery.yaml'
+    path.write_text('gallery:\n  encryption: off\n')
+    assert PipelineConfig.from_yaml(path).gallery.encryption == 'off'
+    path.write_text("gallery:\n  encryption: 'off'\n")
+    assert PipelineConfig.from_yaml(path).gallery.encryption == 'off'
+    # A boolean where no choice is its word stays an error: `on` is no encryption setting.
+    path.write_text('gallery:\n  encryption: on\n')
+    with pytest.raises(ConfigError, match='gallery.encryption: expected text, got True'):
+        PipelineConfig.from_yaml(path)
+    path.write_text('detector:\n  backend: off\n')
+    with pytest.raises(ConfigError, match='detector.backend: expected text, got False'):
+        PipelineConfig.from_yaml(path)

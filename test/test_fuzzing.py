@@ -36,7 +36,7 @@ from face_id_ros.core.errors import ConfigError, FaceIdError, GalleryError, Mode
 from face_id_ros.core.gallery import Gallery
 from face_id_ros.core.image_codec import decode_compressed_image, decode_image
 from face_id_ros.core.model_metadata import METADATA_KEY, ModelMetadata
-from face_id_ros.evaluation import fuzzing
+from face_id_ros.evaluation.fuzz import campaign, galleries, images, models, yaml_files
 from face_id_ros.evaluation.labels import load_labels
 import numpy as np
 import pytest
@@ -101,7 +101,7 @@ PNG_WITH_A_CHUNK_AFTER_IEND = (
 
 def test_bytes_after_a_png_iend_never_reach_opencv():
     started = time.monotonic()
-    with pytest.raises(FaceIdError, match='corrupt compressed image'):
+    with pytest.raises(FaceIdError, match='corrupt PNG: no IDAT chunk'):
         decode_compressed_image(SimpleNamespace(format='png', data=PNG_WITH_A_CHUNK_AFTER_IEND))
     assert time.monotonic() - started < 0.5
 
@@ -112,16 +112,16 @@ def test_an_animated_png_is_refused(portrait):
     # returned a uint16 picture, mostly black; the decoder promises 8-bit BGR frames.
     gray = cv2.cvtColor(np.ascontiguousarray(portrait[100:140, 150:202]), cv2.COLOR_BGR2GRAY)
     png = cv2.imencode('.png', gray.astype(np.uint16) * 257)[1].tobytes()
-    chunks, _ = fuzzing.png_chunks(png)
-    data = (png[:8] + fuzzing.png_chunk(*chunks[0])
-            + fuzzing.png_chunk(b'acTL', b'\xc4\xd9\x8c\xf9\xcc\x9f\xe7R')
-            + b''.join(fuzzing.png_chunk(kind, body) for kind, body in chunks[1:]))
+    chunks, _ = images.png_chunks(png)
+    data = (png[:8] + images.png_chunk(*chunks[0])
+            + images.png_chunk(b'acTL', b'\xc4\xd9\x8c\xf9\xcc\x9f\xe7R')
+            + b''.join(images.png_chunk(kind, body) for kind, body in chunks[1:]))
     assert len(data) == 2468
     with pytest.raises(FaceIdError, match='animated PNG'):
         decode_compressed_image(SimpleNamespace(format='png', data=data))
     # The same picture without acTL decodes to 8-bit BGR, its grey levels' high bytes.
     decoded = decode_compressed_image(SimpleNamespace(format='png', data=png))
-    fuzzing.check_picture(decoded, 40, 52)
+    images.check_picture(decoded, 40, 52)
     np.testing.assert_array_equal(decoded, cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
 
 
@@ -247,7 +247,7 @@ def test_metadata_the_fuzzer_found_is_a_model_error(text, reason):
 @pytest.fixture(scope='module')
 def tiny_proto():
     pytest.importorskip('onnx')  # in a test, not at import: see conftest.py
-    return fuzzing.tiny_model_proto()
+    return models.tiny_model_proto()
 
 
 def save_model(tmp_path, model, name='model.onnx'):
@@ -354,7 +354,7 @@ def peak_rss_mb():
 def test_an_encrypted_gallery_cell_of_another_type_is_a_gallery_error(tmp_path, blob):
     # bytes(2 ** 31) allocated 2 GB before the decryption could fail.
     before = peak_rss_mb()
-    key = fuzzing.gallery_key()
+    key = galleries.gallery_key()
     path = tmp_path / 'keyed.db'
     with Gallery.open(path, FINGERPRINT, 4, create=True, key=key) as gallery:
         gallery.add_templates('P-0001', np.eye(4)[:1], ['a'], [0.9])
@@ -372,8 +372,8 @@ def raw_image_strategies():
     dimension = st.one_of(st.integers(-3, 70000), st.sampled_from([2 ** 31, 2 ** 32, 2 ** 64]),
                           st.floats(), st.none(), st.text(max_size=3))
     return {'height': dimension, 'width': dimension, 'step': dimension,
-            'encoding': st.one_of(st.sampled_from(fuzzing.RAW_ENCODINGS
-                                                  + fuzzing.OTHER_ENCODINGS),
+            'encoding': st.one_of(st.sampled_from(images.RAW_ENCODINGS
+                                                  + images.OTHER_ENCODINGS),
                                   st.text(max_size=8)),
             'big_endian': st.one_of(st.integers(-1, 300), st.none()),
             'data': st.one_of(st.binary(max_size=4096),
@@ -388,13 +388,13 @@ def test_any_raw_image_decodes_or_is_refused(height, width, step, encoding, big_
         bgr = decode_image(msg)
     except FaceIdError:
         return
-    fuzzing.check_picture(bgr, height, width)
+    images.check_picture(bgr, height, width)
 
 
 @pytest.fixture(scope='module')
 def compressed_seeds(tmp_path_factory):
     return [np.asarray(seed['data'], np.uint8).tobytes()
-            for seed in fuzzing.build_compressed_seeds(tmp_path_factory.mktemp('seeds'))]
+            for seed in images.build_compressed_seeds(tmp_path_factory.mktemp('seeds'))]
 
 
 @property_test(lambda: {
@@ -412,7 +412,7 @@ def test_any_mutated_real_jpeg_or_png_decodes_or_is_refused(compressed_seeds, ch
         bgr = decode_compressed_image(SimpleNamespace(format='jpeg', data=bytes(payload)))
     except FaceIdError:
         return
-    fuzzing.check_picture(bgr)
+    images.check_picture(bgr)
 
 
 def yaml_values():
@@ -448,7 +448,7 @@ def test_any_yaml_document_is_a_config_or_a_config_error(tmp_path_factory, value
         config = PipelineConfig.from_yaml(path)
     except ConfigError:
         return
-    fuzzing.check_config(config)
+    yaml_files.check_config(config)
 
 
 METADATA_KEYS = ('embedding_size', 'input_size', 'layout', 'channel_order', 'mean', 'std',
@@ -471,12 +471,12 @@ def test_any_metadata_is_usable_or_a_model_error(changes):
         metadata = ModelMetadata.from_json(metadata_json(**changes), source='property')
     except ModelError:
         return
-    fuzzing.use_metadata(metadata)
+    models.use_metadata(metadata)
 
 
 @pytest.fixture(scope='module')
 def gallery_seed(tmp_path_factory):
-    return fuzzing.build_gallery_seeds(tmp_path_factory.mktemp('gallery'))[0]['data']
+    return galleries.build_gallery_seeds(tmp_path_factory.mktemp('gallery'))[0]['data']
 
 
 def gallery_mutations():
@@ -493,7 +493,7 @@ def test_any_truncated_or_flipped_gallery_opens_or_is_a_gallery_error(
             data[(flip // 8) % len(data)] ^= 1 << (flip % 8)
     case = {'data': bytes(data), 'create': False, 'keyed': False, 'wal': None}
     try:
-        fuzzing.run_gallery(case, tmp_path_factory.mktemp('open'))
+        galleries.run_gallery(case, tmp_path_factory.mktemp('open'))
     except GalleryError:
         return
 
@@ -502,8 +502,8 @@ def test_any_truncated_or_flipped_gallery_opens_or_is_a_gallery_error(
 
 
 def test_a_short_campaign_over_every_target_finds_nothing(tmp_path):
-    report = fuzzing.run_campaign(700, seed=0, out=tmp_path, jobs=2, model_inputs=20)
-    assert set(report.counts) == {'raw_image', 'compressed_image', 'labels_yaml',
+    report = campaign.run_campaign(700, seed=0, out=tmp_path, jobs=2, model_inputs=20)
+    assert set(report.counts) == {'raw_image', 'compressed_image', 'image_file', 'labels_yaml',
                                   'config_yaml', 'model_metadata', 'gallery_file', 'model_file'}
     assert report.inputs == 700 and report.counts['model_file'] == {
         outcome: count for outcome, count in report.counts['model_file'].items() if count}
@@ -519,34 +519,35 @@ def test_a_short_campaign_over_every_target_finds_nothing(tmp_path):
 def test_the_runner_counts_each_outcome_saves_the_cases_and_replays_them(tmp_path):
     # Input 7 of every ten raises KeyError, 8 takes 300 MB, 9 sleeps past the deadline;
     # input 19 never ends (the parent kills its worker) and input 29 aborts its worker.
-    report = fuzzing.run_campaign(40, seed=0, out=tmp_path, targets=['selftest'], jobs=2,
-                                  deadline_s=1.0, memory_jump_mb=100, stall_s=8.0)
+    report = campaign.run_campaign(40, seed=0, out=tmp_path, targets=['selftest'], jobs=2,
+                                   deadline_s=1.0, memory_jump_mb=100, stall_s=8.0)
     assert report.counts['selftest'] == {'result': 24, 'refused': 4, 'unexpected': 4,
                                          'memory': 4, 'hang': 3, 'crash': 1}
     assert report.failures == 12
     found = {(index, outcome) for _, index, outcome, _ in report.findings}
     assert {(19, 'hang'), (29, 'crash'), (9, 'hang'), (8, 'memory'), (7, 'unexpected')} <= found
     assert main(['fuzz', '--replay', str(tmp_path / 'cases' / 'selftest-7.pickle')]) == 1
-    assert fuzzing.replay(tmp_path / 'cases' / 'selftest-9.pickle')[0] == 'result'
+    assert campaign.replay(tmp_path / 'cases' / 'selftest-9.pickle')[0] == 'result'
 
 
 def test_inputs_are_a_function_of_seed_target_and_index(tmp_path):
-    seeds = fuzzing.Seeds(tmp_path)
-    for name in ('raw_image', 'labels_yaml', 'model_metadata'):
-        target = fuzzing.TARGETS[name]
-        first, again, other = ([fuzzing.dump_case(fuzzing.make_case(
+    seeds = campaign.Seeds(tmp_path)
+    for name in ('raw_image', 'image_file', 'labels_yaml', 'model_metadata'):
+        target = campaign.TARGETS[name]
+        first, again, other = ([campaign.dump_case(campaign.make_case(
             target, seeds[name], seed, index, tmp_path)) for index in range(20)]
             for seed in (3, 3, 4))
         assert first == again and first != other
 
 
 def test_the_plan_caps_model_files_and_shares_the_rest():
-    counts = fuzzing.plan(1_000_000)
+    counts = campaign.plan(1_000_000)
     assert sum(counts.values()) == 1_000_000 and counts['model_file'] == 3000
     assert counts['raw_image'] > counts['compressed_image'] > counts['gallery_file']
-    assert fuzzing.plan(500, ['model_file']) == {'model_file': 500}
+    assert counts['image_file'] > counts['gallery_file']
+    assert campaign.plan(500, ['model_file']) == {'model_file': 500}
     with pytest.raises(FaceIdError, match='unknown fuzz target'):
-        fuzzing.plan(10, ['nope'])
+        campaign.plan(10, ['nope'])
 
 
 def test_face_id_fuzz_prints_the_table_and_exits_0(tmp_path, capsys):
@@ -555,3 +556,12 @@ def test_face_id_fuzz_prints_the_table_and_exits_0(tmp_path, capsys):
     out = capsys.readouterr().out
     assert 'FaceIdError' in out and 'unexpected' in out and '120 inputs' in out
     assert Path(tmp_path / 'report.txt').read_text().startswith('target')
+
+
+def test_image_files_are_a_target_and_every_mutation_ends_in_a_picture_or_a_refusal(tmp_path):
+    # The files `face-id identify` and `enroll` read were no target, so the fuzzer missed
+    # that they bypassed the guarded decoder (issue 20).
+    report = campaign.run_campaign(300, seed=0, out=tmp_path, targets=['image_file'])
+    counts = report.counts['image_file']
+    assert report.failures == 0 and sum(counts.values()) == 300
+    assert counts['result'] > 0 and counts['refused'] > 0

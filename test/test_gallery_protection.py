@@ -244,9 +244,10 @@ def test_a_schema_1_gallery_is_refused_until_migrated_then_keeps_revision_and_st
     gallery_key = key()
     summary = migrate(path, gallery_key)
     assert summary == {'path': str(path), 'from_schema': 1, 'revision': 7, 'patients': 2,
-                       'templates': 4, 'encryption': 'aes-256-gcm'}
+                       'templates': 4, 'encryption': 'aes-256-gcm', 'photo_names_removed': 4}
     assert sorted(os.listdir(path.parent)) == ['gallery.db']  # no temporary file left
     data = file_bytes(path)
+    assert b'old.jpg' not in data
     assert found([blob for blobs in stored.values() for blob in blobs], data) == 0
     assert b'IHDR' not in data
     with Gallery.open(path, MODEL, SIZE, create=False, key=gallery_key) as gallery:
@@ -306,8 +307,8 @@ def test_keygen_and_migrate_commands(tmp_path, path, capsys, monkeypatch):
     config.write_text(f'gallery:\n  key_file: {key_path}\n')
     monkeypatch.delenv(KEY_ENV, raising=False)
     assert main(['gallery', 'migrate', '--gallery', str(path), '--config', str(config)]) == 0
-    assert 'schema 1 -> 2, aes-256-gcm: revision 7, 1 patient(s), 2 template(s)' in (
-        capsys.readouterr().out)
+    assert ('schema 1 -> 2, aes-256-gcm: revision 7, 1 patient(s), 2 template(s), 2 photo '
+            'name(s) removed') in capsys.readouterr().out
     with Gallery.open(path, MODEL, SIZE, create=False, key=read_key_file(key_path)) as gallery:
         assert gallery.patient_ids() == ['P-0001']
     assert main(['gallery', 'migrate', '--gallery', str(path), '--config', str(config)]) == 2

@@ -49,6 +49,7 @@ try:
     import launch_testing
     import launch_testing.actions as launch_testing_actions
     import launch_testing.asserts as launch_testing_asserts
+    import launch_testing.markers as launch_testing_markers
     import rclpy
     import rclpy.executors as rclpy_executors
     import rclpy.qos as rclpy_qos
@@ -59,6 +60,9 @@ else:
     ROS_MISSING = ''
 pytestmark = pytest.mark.skipif(bool(ROS_MISSING), reason=ROS_MISSING)
 after_shutdown = (lambda cls: cls) if ROS_MISSING else launch_testing.post_shutdown_test()
+# The enrol processes end by design; without keep_alive, Humble's launch_testing ends the
+# launch with them and fails every test ("Launch stopped before the active tests finished").
+keep_alive = (lambda function: function) if ROS_MISSING else launch_testing_markers.keep_alive
 
 CAMERA_TOPIC = '/enroll_test/image_raw'
 SILENT_TOPIC = '/enroll_test/nobody/image_raw'
@@ -79,6 +83,7 @@ def enroll(name, patient_id, camera_topic, gallery, model, timeout_s):
                    '--reload-service', '/enroll_test/no_face_id_node/reload_gallery'])
 
 
+@keep_alive
 @pytest.mark.rostest
 def generate_test_description():
     """Enrol P-0001, then (once that ended) the same face as P-0002; and one on no camera."""

@@ -14,6 +14,7 @@
 
 """The test suite itself: it survives launch_testing's collection, and CI sees it run."""
 
+import ast
 import importlib.util
 import os
 import subprocess
@@ -213,3 +214,61 @@ def test_a_missing_or_open_readme_block_is_refused(tmp_path, capsys):
     assert readme_block.main([str(path), 'test']) == 0
     assert capsys.readouterr().out == '.ci/test -q\n'
     assert readme_block.main([str(path), 'ros-humble']) == 2
+
+
+def ci_test_function(package_root, call, path_prefix=None):
+    """Run one function of .ci/test (sourced, so nothing is set up) and return its output."""
+    env = clean_env()
+    if path_prefix:
+        env['PATH'] = f'{path_prefix}{os.pathsep}{env["PATH"]}'
+    completed = subprocess.run(['bash', '-c', f'source .ci/test && {call}'], cwd=package_root,
+                               capture_output=True, text=True, env=env, timeout=60, check=True)
+    return completed.stdout
+
+
+def test_ci_test_runs_only_the_test_paths_it_is_given(package_root):
+    # `.ci/test test/test_gate.py -q` ran the whole suite and that file twice (529 tests).
+    assert ci_test_function(package_root, 'pytest_targets test/test_gate.py -q') == ''
+    assert ci_test_function(
+        package_root, 'pytest_targets -q test/test_gate.py::test_x -p no:cacheprovider') == ''
+    assert ci_test_function(package_root, 'pytest_targets -q -k gate') == 'test/\n'
+    assert ci_test_function(package_root, 'pytest_targets') == 'test/\n'
+
+
+def test_ci_test_sets_up_again_when_the_apt_linters_change(package_root, tmp_path):
+    # A venv set up before apt changed its linters kept a flake8 plugin twice; the stamp
+    # now holds the linters' versions, so a change re-runs the set-up.
+    fake = tmp_path / 'bin'
+    fake.mkdir()
+    dpkg_query = fake / 'dpkg-query'
+    stamps = []
+    for version in ('0.13.2-4', '0.13.3-1'):
+        dpkg_query.write_text(f'#!/bin/sh\necho "python3-ament-flake8 {version}"\n')
+        dpkg_query.chmod(0o755)
+        stamps.append(ci_test_function(package_root, 'setup_stamp', fake))
+    assert stamps[0] != stamps[1]
+    assert stamps[1] == ci_test_function(package_root, 'setup_stamp', fake)
+
+
+def test_the_launch_tests_whose_processes_end_by_design_keep_the_launch_alive(package_root):
+    # On Humble, a launch whose processes all ended stops before the active tests ran.
+    tree = ast.parse((package_root / 'test' / 'test_launch_enroll.py').read_text())
+    [describe] = [node for node in tree.body if isinstance(node, ast.FunctionDef)
+                  and node.name == 'generate_test_description']
+    names = [getattr(decorator, 'id', None) for decorator in describe.decorator_list]
+    assert 'keep_alive' in names
+
+
+def test_ci_test_finds_the_venv_flake8_plugins_apt_also_installed(package_root):
+    # Seen from the venv's own interpreter, every plugin pip installed is "also installed":
+    # the check finds all five, underscores in pip's names (flake8_import_order) included.
+    venv_python = package_root / '.venv' / 'bin' / 'python'
+    if not venv_python.is_file():
+        pytest.skip('no .venv here (made by .ci/test)')
+    found = ci_test_function(package_root, f'shadowed_flake8_plugins {venv_python} '
+                                           f'{venv_python}').split()
+    assert found == ['flake8-builtins', 'flake8-comprehensions', 'flake8-docstrings',
+                     'flake8-import-order', 'flake8-quotes']
+    # An interpreter that has none of them (here `false`, which has nothing) shadows nothing.
+    assert ci_test_function(package_root,
+                            f'shadowed_flake8_plugins {venv_python} false') == ''

@@ -246,7 +246,7 @@ def run_gallery_crash(args):
     """Run the crash and concurrency checks; print the summary; exit 1 on any problem."""
     import json
     from pathlib import Path
-    from face_id_ros.evaluation.gallery_crash import concurrent_enrolment, crash_test
+    from face_id_ros.evaluation.gallery_crash import concurrent_enrolment, crash_test, verdict
     if args.kills < 1 or args.rounds < 0 or args.max_delay_ms < 0:
         raise FaceIdError('--kills must be positive, --rounds and --max-delay-ms not negative')
     out = Path(args.out)
@@ -260,7 +260,6 @@ def run_gallery_crash(args):
                                                   encrypted)}
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
-    crash = summary['crash']
-    failed = (crash['problems'] or crash['writer_errors'] or crash['reader_mismatches']
-              or summary['concurrent']['problems'])
-    return 1 if failed else 0
+    passed, line = verdict(summary)
+    print(line)
+    return 0 if passed else 1

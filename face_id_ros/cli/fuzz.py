@@ -16,12 +16,12 @@
 
 import sys
 
-from face_id_ros.evaluation import fuzzing
+from face_id_ros.evaluation.fuzz import campaign
 
 
 def add_commands(commands):
     """Register ``fuzz``."""
-    names = ', '.join(name for name, target in fuzzing.TARGETS.items() if not target.hidden)
+    names = ', '.join(name for name, target in campaign.TARGETS.items() if not target.hidden)
     parser = commands.add_parser(
         'fuzz', help='fuzz the image decoders and the file loaders: every input must end in '
         'a result or a FaceIdError (no other exception, hang, crash or memory blow-up)')
@@ -51,13 +51,13 @@ def add_commands(commands):
 def run_fuzz(args):
     """Run a campaign and print its table; exit 1 on any finding."""
     if args.replay:
-        outcome, seconds, text = fuzzing.replay(args.replay)
+        outcome, seconds, text = campaign.replay(args.replay)
         print(f'{args.replay}: {outcome} in {seconds:.3f} s')
         if text:
             print(text, end='')
         return 1 if outcome == 'unexpected' else 0
     targets = [name.strip() for name in args.targets.split(',')] if args.targets else None
-    report = fuzzing.run_campaign(
+    report = campaign.run_campaign(
         args.inputs, seed=args.seed, out=args.out, targets=targets, jobs=args.jobs,
         deadline_s=args.deadline, memory_mb=args.memory_mb,
         memory_jump_mb=args.memory_jump_mb, model_inputs=args.model_inputs,

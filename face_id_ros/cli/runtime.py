@@ -19,8 +19,9 @@ import os
 from pathlib import Path
 
 from face_id_ros.cli.options import add_common_options, load_config, open_pipeline
-from face_id_ros.core.errors import EnrolmentRejected, FaceIdError
-from face_id_ros.core.image_files import image_files, IMAGE_SUFFIXES, read_image
+from face_id_ros.core.enrolment import check_not_enrolled_as_another, photo_source
+from face_id_ros.core.errors import EnrolmentRejected, FaceIdError, ImageDecodeError
+from face_id_ros.core.image_files import image_files, IMAGE_SUFFIXES, read_image, read_image_bytes
 
 
 def add_commands(commands):
@@ -42,44 +43,98 @@ def _add_enroll(commands):
     parser.add_argument('--masked', action='store_true',
                         help='the photos show the patient masked: store masked templates '
                              '(without it, each photo is masked where the model sees a mask)')
+    change = parser.add_mutually_exclusive_group()
+    change.add_argument('--replace', action='store_true',
+                        help="replace each patient's templates by the folder's photos "
+                             '(default: add the photos not enrolled yet)')
+    change.add_argument('--add-to', metavar='PATIENT_ID',
+                        help='add the photos of the one sub-folder --patient-id names to this '
+                             'enrolled patient: the same person, enrolled before')
     add_common_options(parser)
     parser.set_defaults(handler=run_enroll)
 
 
 def run_enroll(args):
-    """Enrol every accepted photo; report each rejected photo with its reason."""
-    from tqdm import tqdm
-    from face_id_ros.core.quality import assess_photo
+    """
+    Enrol every accepted photo; report each rejected photo and refused patient with why.
+
+    A patient whose face matches another enrolled patient is refused (one person, one id),
+    and a photo enrolled before is skipped (known by a digest of its bytes, never its name).
+    Exits 1 when a patient was refused.
+    """
+    from face_id_ros.core.gallery_crypto import key_from_config
     root = Path(args.folder)
     folders = sorted(path for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
     if args.patient_id:
         folders = [path for path in folders if path.name == args.patient_id]
     if not folders:
         raise FaceIdError(f'{root} holds no patient sub-folders to enrol')
+    if args.add_to and not args.patient_id:
+        raise FaceIdError('--add-to adds one sub-folder: name it with --patient-id')
     pipeline, gallery = open_pipeline(args, create_gallery=True)
-    quality_config = pipeline.config.quality
-    rejected = 0
+    if args.add_to and args.add_to not in gallery.patient_ids():
+        raise FaceIdError(f'--add-to {args.add_to}: no such patient in {gallery.path}')
+    key = key_from_config(pipeline.config.gallery)
+    rejected = refused = 0
     for folder in folders:
-        samples, sources = [], []
-        for photo in tqdm(image_files([folder]), desc=folder.name, unit='photo',
-                          leave=False):
-            try:
-                samples.append(assess_photo(read_image(photo), pipeline, quality_config))
-                sources.append(str(photo))
-            except (EnrolmentRejected, FaceIdError) as error:
-                rejected += 1
-                print(f'rejected {photo}: {error}')
+        patient_id = args.add_to or folder.name
+        samples, sources, photos_rejected = _enrolment_samples(args, folder, patient_id,
+                                                               pipeline, gallery, key)
+        rejected += photos_rejected
         if not samples:
-            print(f'{folder.name}: no photo accepted, not enrolled')
+            print(f'{folder.name}: no new photo accepted, nothing enrolled')
+            continue
+        try:
+            check_not_enrolled_as_another(gallery.snapshot(), patient_id,
+                                          [sample.embedding for sample in samples],
+                                          pipeline.threshold)
+        except EnrolmentRejected as rejection:
+            refused += 1
+            print(f'{folder.name}: refused, nothing enrolled: {rejection}; if it is the same '
+                  f'person, add the photos to that patient with --patient-id {folder.name} '
+                  '--add-to <that id>')
             continue
         masked = [args.masked or sample.masked for sample in samples]
-        gallery.add_templates(folder.name, [sample.embedding for sample in samples], sources,
+        gallery.add_templates(patient_id, [sample.embedding for sample in samples], sources,
                               [sample.quality for sample in samples],
-                              images=[sample.crop for sample in samples], masked=masked)
-        print(f'{folder.name}: enrolled {len(samples)} photo(s), {sum(masked)} masked')
+                              images=[sample.crop for sample in samples], masked=masked,
+                              replace=args.replace)
+        verb = 'replaced by' if args.replace else 'enrolled'
+        print(f'{patient_id}: {verb} {len(samples)} photo(s), {sum(masked)} masked')
     print(f'gallery {gallery.path}: revision {gallery.revision}, '
-          f'{len(gallery.patient_ids())} patient(s); {rejected} photo(s) rejected')
-    return 0
+          f'{len(gallery.patient_ids())} patient(s); {rejected} photo(s) rejected, '
+          f'{refused} patient(s) refused')
+    return 1 if refused else 0
+
+
+def _enrolment_samples(args, folder, patient_id, pipeline, gallery, key):
+    """Return the folder's new photos that pass the quality gate, their sources, rejections."""
+    from tqdm import tqdm
+    from face_id_ros.core.image_codec import decode_encoded
+    from face_id_ros.core.quality import assess_photo
+    known = set() if args.replace else gallery.template_sources().get(patient_id, set())
+    samples, sources, rejected = [], [], 0
+    for photo in tqdm(image_files([folder]), desc=folder.name, unit='photo', leave=False):
+        try:
+            data = read_image_bytes(photo)
+            source = photo_source(data, key)
+            if source in known:
+                print(f'skipped {photo}: the same photo is enrolled already')
+                continue
+            sample = assess_photo(decode_encoded(data, f'image file {photo}'), pipeline,
+                                  pipeline.config.quality)
+        except ImageDecodeError as error:
+            rejected += 1
+            print(f'rejected {error}')
+            continue
+        except FaceIdError as error:
+            rejected += 1
+            print(f'rejected {photo}: {error}')
+            continue
+        known.add(source)
+        samples.append(sample)
+        sources.append(source)
+    return samples, sources, rejected
 
 
 # gallery ----------------------------------------------------------------------------------
@@ -161,10 +216,12 @@ def run_gallery_migrate(args):
     else:
         from face_id_ros.core.gallery import migrate
         summary = migrate(config.gallery.path, key)
+    removed = summary.get('photo_names_removed')
     print(f"migrated {summary['path']}: schema {summary['from_schema']} -> "
           f"{summary.get('to_schema', 2)}, {summary['encryption']}: revision "
           f"{summary['revision']}, {summary['patients']} patient(s), "
-          f"{summary['templates']} template(s)")
+          f"{summary['templates']} template(s)"
+          + ('' if removed is None else f', {removed} photo name(s) removed'))
     return 0
 
 
@@ -366,15 +423,22 @@ def run_demo(args):
     Run the whole job on the embedded defaults and the sample portrait.
 
     Enrols matplotlib's Grace Hopper portrait as patient P-0001 through the quality gate,
-    then identifies her in a clip where she moves, grows and changes lighting.
+    then identifies her in a clip where she moves, grows and changes lighting. Without
+    ``--out`` its gallery and annotated frame live in a temporary folder removed at the end.
     """
     import tempfile
+    if args.out:
+        return _demo(args, Path(args.out))
+    with tempfile.TemporaryDirectory(prefix='face_id_demo_') as out:
+        return _demo(args, Path(out))
+
+
+def _demo(args, out):
     from face_id_ros.core.annotate import draw_results
     from face_id_ros.core.gallery import Gallery
     from face_id_ros.core.pipeline import Pipeline
     from face_id_ros.core.quality import assess_photo
     from face_id_ros.evaluation.samples import compose_frame, sample_portrait
-    out = Path(args.out or tempfile.mkdtemp(prefix='face_id_demo_'))
     out.mkdir(parents=True, exist_ok=True)
     # The demo enrols a published portrait in a throw-away gallery: no key needed.
     config = load_config(args).replace(gallery={'path': str(out / 'gallery.db'),
@@ -384,7 +448,7 @@ def run_demo(args):
     sample = assess_photo(portrait, pipeline, config.quality)
     with Gallery.from_config(config.gallery, pipeline.embedder.fingerprint,
                              pipeline.embedder.embedding_size) as gallery:
-        gallery.add_templates('P-0001', [sample.embedding], ['grace_hopper.jpg'],
+        gallery.add_templates('P-0001', [sample.embedding], [photo_source(portrait)],
                               [sample.quality])
         pipeline.set_gallery(gallery.snapshot())
     print(f'enrolled P-0001 from the sample portrait (quality {sample.quality:.2f}); '
@@ -406,6 +470,8 @@ def run_demo(args):
     if first_confirmed is None:
         print('P-0001 was never confirmed: check the model and thresholds')
         return 1
+    kept = (f'annotated frame and gallery in {out}/' if args.out
+            else 'pass --out DIR to keep the annotated frame and the gallery')
     print(f'P-0001 confirmed at frame {first_confirmed} ({first_confirmed / 15.0:.2f} s); '
-          f'annotated frame and gallery in {out}/')
+          f'{kept}')
     return 0

@@ -328,6 +328,13 @@ def build_stage(stage_cls, mapping, source):
     return stage_cls(**values)
 
 
+def _yaml_word(value, choices):
+    """Return the word YAML 1.1 turned into a boolean (off, no, false) when it is a choice."""
+    # `encryption: off` as written in the README reaches us as False.
+    word = {False: 'off', True: 'on'}.get(value) if isinstance(value, bool) else None
+    return word if choices and word in choices else value
+
+
 def check_value(item, value, where):
     """Coerce ``value`` to the field's type and check its range; raise ConfigError."""
     kind = type(item.default)
@@ -346,6 +353,7 @@ def check_value(item, value, where):
         except OverflowError:
             raise ConfigError(f'{where}: {shown} is out of range')
     if kind is str:
+        value = _yaml_word(value, item.metadata['choices'])
         if not isinstance(value, str):
             raise ConfigError(f'{where}: expected text, got {shown}')
     meta = item.metadata

@@ -45,6 +45,7 @@ import uuid
 
 import cv2
 from face_id_ros.core.config import GalleryConfig
+from face_id_ros.core.enrolment import PHOTO_SOURCE_PREFIXES
 from face_id_ros.core.errors import GalleryError
 from face_id_ros.core.gallery_crypto import ALGORITHM, key_from_config, TemplateCipher
 import numpy as np
@@ -55,6 +56,12 @@ BUSY_TIMEOUT_MS = 5000
 UNENCRYPTED = 'none'
 # The source of a template copied from a server gallery, which keeps no photo names.
 MIRRORED_SOURCE = 'server'
+# What a migration writes over a source that may hold a photo's path.
+MIGRATED_SOURCE = 'photo (name removed by migrate)'
+# Sources that name no photo: the enrolment tools' digests, the enrol node's camera frames,
+# a server gallery's mirror.
+NAMELESS_SOURCE_PREFIXES = (*PHOTO_SOURCE_PREFIXES, 'camera ', MIGRATED_SOURCE,
+                            MIRRORED_SOURCE)
 
 SCHEMA = (
     # No type on meta.value: revision stays an integer, the fingerprint text.
@@ -175,7 +182,7 @@ class Gallery:
         if not create and not os.path.isfile(path):
             raise GalleryError(f'no gallery at {path}')
         if create:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _create_owner_only(path)
         mode = 'rwc' if create else 'rw'
         try:
             connection = sqlite3.connect(f'{Path(path).as_uri()}?mode={mode}', uri=True,
@@ -253,6 +260,15 @@ class Gallery:
                                   masked.get(patient_id, 0))
                     for patient_id, created in db.execute(
                         'SELECT patient_id, created FROM patients ORDER BY patient_id')]
+        return self._read(query)
+
+    def template_sources(self):
+        """Map each enrolled patient id to the set of its templates' sources."""
+        def query(db):
+            found = {}
+            for patient_id, source in db.execute('SELECT patient_id, source FROM templates'):
+                found.setdefault(patient_id, set()).add(source)
+            return found
         return self._read(query)
 
     def snapshot(self):
@@ -630,12 +646,24 @@ def migrate(path, key):
     ``key`` is a GalleryKey, or None for an unencrypted schema-2 gallery (tests). The new
     file is written beside the old one, read back and compared, then renamed over it, so a
     crash at any point leaves one whole gallery; the revision, the model stamp, enrolment
-    times, sources, qualities and stored crops are kept, and schema-1 templates are marked
-    unmasked. The gallery must not be open elsewhere (stop face_id_node and enrolment
-    first). Returns a summary: path, from_schema, revision, patients, templates, encryption.
+    times, qualities and stored crops are kept, and schema-1 templates are marked unmasked.
+    Sources that older releases wrote (photo paths) are replaced by a word that names nobody;
+    a gallery already current but for such sources has them wiped in place. The gallery must
+    not be open elsewhere (stop face_id_node and enrolment first). Returns a summary: path,
+    from_schema, revision, patients, templates, encryption, photo_names_removed.
     """
     path = os.path.abspath(os.path.expanduser(str(path)))
     source = _read_for_migration(path, key)
+    named = sum(_names_a_photo(row[4]) for row in source['templates'])
+    summary = {'path': path, 'from_schema': source['schema_version'],
+               'revision': source['revision'], 'patients': len(source['patients']),
+               'templates': len(source['templates']),
+               'encryption': ALGORITHM if key else UNENCRYPTED, 'photo_names_removed': named}
+    if source['current']:
+        _remove_photo_names(path)
+        return dict(summary, encryption=source.get('encryption', UNENCRYPTED))
+    source['templates'] = [(*row[:4], MIGRATED_SOURCE if _names_a_photo(row[4]) else row[4],
+                            *row[5:]) for row in source['templates']]
     descriptor, temporary = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.',
                                              suffix='.migrating', dir=os.path.dirname(path))
     os.close(descriptor)  # SQLite takes an empty file as an empty database
@@ -653,10 +681,31 @@ def migrate(path, key):
         for leftover in (temporary, temporary + '-wal', temporary + '-shm'):
             if os.path.exists(leftover):
                 os.unlink(leftover)
-    return {'path': path, 'from_schema': source['schema_version'],
-            'revision': source['revision'], 'patients': len(source['patients']),
-            'templates': len(source['templates']),
-            'encryption': ALGORITHM if key else UNENCRYPTED}
+    return summary
+
+
+def _names_a_photo(source):
+    """Return True for a source an older release wrote: a photo's path, not its digest."""
+    return not (isinstance(source, str) and source.startswith(NAMELESS_SOURCE_PREFIXES))
+
+
+def _remove_photo_names(path):
+    """Overwrite, in place, every source that may name a photo; wipe the old bytes."""
+    try:
+        with closing(sqlite3.connect(f'{Path(path).as_uri()}?mode=rw', uri=True,
+                                     isolation_level=None, timeout=1.0)) as db:
+            db.execute('PRAGMA secure_delete = ON')
+            db.execute('BEGIN IMMEDIATE')
+            for template_id, source in db.execute(
+                    'SELECT template_id, source FROM templates').fetchall():
+                if _names_a_photo(source):
+                    db.execute('UPDATE templates SET source = ? WHERE template_id = ?',
+                               (MIGRATED_SOURCE, template_id))
+            db.execute('COMMIT')
+            db.execute('VACUUM')
+            db.execute('PRAGMA journal_mode = WAL')
+    except sqlite3.Error as error:
+        raise GalleryError(f'cannot rewrite gallery {path}: {error}')
 
 
 def _read_for_migration(path, key):
@@ -688,10 +737,11 @@ def _read_for_migration(path, key):
     if schema not in (1, SCHEMA_VERSION):
         raise GalleryError(f'gallery {path} has schema version {schema}; migrate reads '
                            f'versions 1 and {SCHEMA_VERSION}')
-    if schema == SCHEMA_VERSION and (encryption != UNENCRYPTED or key is None):
+    source['current'] = schema == SCHEMA_VERSION and (encryption != UNENCRYPTED or key is None)
+    if source['current'] and not any(_names_a_photo(row[4]) for row in source['templates']):
         state = 'encrypted' if encryption != UNENCRYPTED else 'unencrypted, as asked'
-        raise GalleryError(f'gallery {path} is already schema {schema} and {state}: '
-                           'nothing to migrate')
+        raise GalleryError(f'gallery {path} is already schema {schema} and {state}, and '
+                           'names no photo: nothing to migrate')
     return source
 
 
@@ -726,6 +776,18 @@ def _encoded_png(image, where):
     if not ok:
         raise GalleryError(f'{where}: images must be BGR crops or encoded bytes')
     return encoded.tobytes()
+
+
+def _create_owner_only(path):
+    """Create an empty gallery file (and its folder) only its owner can read, if missing."""
+    # SQLite gives the write-ahead log and shared-memory files the database's mode.
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise GalleryError(f'cannot create gallery {path}: {error.strerror}')
 
 
 def _table_names(db):

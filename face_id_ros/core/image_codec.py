@@ -93,44 +93,59 @@ def decode_compressed_image(msg):
         raise ImageDecodeError(
             f'compressed depth images (format {fmt!r}) are not pictures; subscribe to a '
             'colour or mono image topic')
+    return decode_encoded(data, f'compressed image (format {fmt!r})')
+
+
+def decode_encoded(data, what):
+    """
+    Turn the bytes of a JPEG or PNG (a message's or a file's) into a BGR uint8 array.
+
+    The one guarded decoder of the package: the size in the headers is checked before
+    OpenCV allocates anything, PNG chunks that run past the data and JPEGs cut off before
+    their end are refused, bytes after a PNG's IEND never reach OpenCV. ``what`` names the
+    input in the ImageDecodeError (``image file x.jpg``).
+    """
+    data = _as_uint8(data)
     payload = data.tobytes()
     if not payload:
-        raise ImageDecodeError(f'compressed image (format {fmt!r}) has no data')
-    if payload.startswith(_JPEG_MAGIC):
-        width, height = _jpeg_size(payload)
-    elif payload.startswith(_PNG_MAGIC):
-        width, height, end = _png_size(payload)
-        # Nothing after IEND reaches OpenCV: 4.11 reads chunks past it, and 27 bytes there
-        # stating a 2.5 GB chunk took 2.5 GB and 3 s.
-        data = data[:end]
-    else:
-        raise ImageDecodeError(
-            f'compressed image (format {fmt!r}, {len(payload)} bytes) is neither JPEG nor PNG')
-    _check_size(width, height)
+        raise ImageDecodeError(f'{what} has no data')
+    try:
+        if payload.startswith(_JPEG_MAGIC):
+            width, height = _jpeg_size(payload)
+        elif payload.startswith(_PNG_MAGIC):
+            width, height, end = _png_size(payload)
+            # Nothing after IEND reaches OpenCV: 4.11 reads chunks past it, and 27 bytes
+            # there stating a 2.5 GB chunk took 2.5 GB and 3 s.
+            data = data[:end]
+        else:
+            raise ImageDecodeError(f'{len(payload)} bytes that are neither JPEG nor PNG')
+        _check_size(width, height)
+    except ImageDecodeError as error:
+        raise ImageDecodeError(f'{what}: {error}') from None
     try:
         bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     except _LIBRARY_ERRORS as error:
-        raise ImageDecodeError(f'corrupt compressed image (format {fmt!r}): {error}') from error
+        raise ImageDecodeError(f'corrupt {what}: {error}') from error
     if bgr is None or bgr.shape[:2] != (height, width):
-        raise ImageDecodeError(f'corrupt compressed image (format {fmt!r}): cannot decode it')
-    return _as_bgr8(bgr, fmt)
+        raise ImageDecodeError(f'corrupt {what}: cannot decode it')
+    return _as_bgr8(bgr, what)
 
 
-def _as_bgr8(image, fmt):
+def _as_bgr8(image, what):
     """Return OpenCV's decoded picture as HxWx3 uint8, whatever its depth and channels."""
     # OpenCV 4.11 ignores IMREAD_COLOR's 8-bit depth on its APNG path: a 16-bit grey PNG
     # with an acTL chunk came back as uint16.
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype != np.uint8:
-        raise ImageDecodeError(f'compressed image (format {fmt!r}) decoded to {image.dtype} '
+        raise ImageDecodeError(f'{what} decoded to {image.dtype} '
                                'pixels, not 8-bit ones')
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     elif image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     elif image.ndim != 3 or image.shape[2] != 3:
-        raise ImageDecodeError(f'compressed image (format {fmt!r}) decoded to shape '
+        raise ImageDecodeError(f'{what} decoded to shape '
                                f'{image.shape}, not a colour picture')
     return np.ascontiguousarray(image)
 
@@ -261,6 +276,7 @@ def _png_size(payload):
     # reader allocates a chunk's stated length before reading it: 79 bytes stating 4 GB took
     # 4 GB and 8 s. A chunk longer than the bytes left, or data ending before IEND, is corrupt.
     position = 8
+    has_data = False
     while True:
         if position + 12 > len(payload):
             raise ImageDecodeError('corrupt PNG: the data ends before the IEND chunk')
@@ -275,8 +291,11 @@ def _png_size(payload):
             # fuzzer found 16-bit and black pictures: refuse it.
             raise ImageDecodeError('animated PNG (acTL chunk): a camera frame is one picture')
         position += 12 + length
+        has_data = has_data or kind == b'IDAT'
         if kind == b'IEND':
             break
+    if not has_data:
+        raise ImageDecodeError('corrupt PNG: no IDAT chunk, so no pixels')
     return (int.from_bytes(payload[16:20], 'big'), int.from_bytes(payload[20:24], 'big'),
             position)
 

@@ -14,11 +14,17 @@
 
 """Image files on disk: folders of photos, one sub-folder per person, read as BGR."""
 
+import os
 from pathlib import Path
 
-from face_id_ros.core.errors import FaceIdError
+from face_id_ros.core.errors import FaceIdError, ImageDecodeError
+from face_id_ros.core.image_codec import decode_encoded
 
+# Listed so that such files are refused with a reason, not skipped: only JPEG and PNG decode.
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
+# Largest image file read; a camera photo is a few MB, and the decoded picture is bounded by
+# image_codec.MAX_PIXELS anyway.
+MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
 def image_files(paths):
@@ -49,9 +55,25 @@ def identity_folders(root):
 
 
 def read_image(path):
-    """Read an image file as BGR; raise FaceIdError if it is not a readable picture."""
-    import cv2
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FaceIdError(f'cannot read image {path}')
-    return image
+    """
+    Read a JPEG or PNG file as BGR through the guarded decoder; raise ImageDecodeError.
+
+    The file's size is checked before it is read and the picture's size before it is
+    decoded, so a hostile or broken file costs neither memory nor time; a truncated JPEG or
+    PNG is refused, never decoded half grey.
+    """
+    return decode_encoded(read_image_bytes(path), f'image file {path}')
+
+
+def read_image_bytes(path):
+    """Return an image file's bytes; raise ImageDecodeError if it is too big for a photo."""
+    try:
+        with open(path, 'rb') as stream:
+            size = os.fstat(stream.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise ImageDecodeError(
+                    f'image file {path}: {size} bytes exceed the {MAX_FILE_BYTES} a photo '
+                    'may have')
+            return stream.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise ImageDecodeError(f'cannot read image file {path}: {error.strerror}') from None

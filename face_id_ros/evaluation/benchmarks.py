@@ -30,6 +30,7 @@ import types
 
 import cv2
 from face_id_ros.core.alignment import centre_landmarks
+from face_id_ros.core.enrolment import photo_source
 from face_id_ros.core.errors import FaceIdError
 from face_id_ros.core.image_files import identity_folders, image_files, read_image
 from face_id_ros.evaluation import metrics
@@ -281,7 +282,9 @@ def eval_openset(config, lfw, out='eval_openset', patients=20, enrol_photos=3, m
                       pipeline.embedder.embedding_size) as gallery:
         for index, name in enumerate(chosen):
             rows = slice(index * enrol_photos, (index + 1) * enrol_photos)
-            gallery.add_templates(patient_ids[name], enrol[rows], enrol_paths[rows],
+            gallery.add_templates(patient_ids[name], enrol[rows],
+                                  [photo_source(Path(photo).read_bytes())
+                                   for photo in enrol_paths[rows]],
                                   [1.0] * enrol_photos)
         snapshot = gallery.snapshot()
     matches = match(probes, snapshot, pipeline.config.matcher, pipeline.threshold)

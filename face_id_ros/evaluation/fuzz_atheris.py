@@ -31,9 +31,9 @@ import tempfile
 import numpy as np
 
 
-def _raw_image(data, atheris, fuzzing):
+def _raw_image(data, atheris, images):
     provider = atheris.FuzzedDataProvider(data)
-    encodings = fuzzing.RAW_ENCODINGS + fuzzing.OTHER_ENCODINGS
+    encodings = images.RAW_ENCODINGS + images.OTHER_ENCODINGS
     return {'height': provider.ConsumeIntInRange(0, 70000),
             'width': provider.ConsumeIntInRange(0, 70000),
             'step': provider.ConsumeIntInRange(0, 1 << 20),
@@ -44,19 +44,20 @@ def _raw_image(data, atheris, fuzzing):
 
 ADAPTERS = {
     'raw_image': _raw_image,
-    'compressed_image': lambda data, atheris, fuzzing: {'format': 'jpeg', 'data': data},
-    'labels_yaml': lambda data, atheris, fuzzing: data,
-    'config_yaml': lambda data, atheris, fuzzing: data,
-    'model_metadata': lambda data, atheris, fuzzing: data,
-    'gallery_file': lambda data, atheris, fuzzing: {
+    'compressed_image': lambda data, atheris, images: {'format': 'jpeg', 'data': data},
+    'image_file': lambda data, atheris, images: data,
+    'labels_yaml': lambda data, atheris, images: data,
+    'config_yaml': lambda data, atheris, images: data,
+    'model_metadata': lambda data, atheris, images: data,
+    'gallery_file': lambda data, atheris, images: {
         'data': data, 'create': False, 'keyed': False, 'wal': None},
-    'model_file': lambda data, atheris, fuzzing: data,
+    'model_file': lambda data, atheris, images: data,
 }
 
 
-def seed_bytes(name, fuzzing, workdir):
+def seed_bytes(name, campaign, workdir):
     """Return the target's seeds as byte strings (raw images: none, atheris starts empty)."""
-    seeds = fuzzing.TARGETS[name].build_seeds(workdir)
+    seeds = campaign.TARGETS[name].build_seeds(workdir)
     if name == 'compressed_image':
         return [np.asarray(seed['data'], np.uint8).tobytes() for seed in seeds]
     if name == 'gallery_file':
@@ -83,18 +84,18 @@ def main(argv=None):
         import face_id_ros.core.gallery  # noqa: F401
         import face_id_ros.core.image_codec  # noqa: F401
         from face_id_ros.core.errors import FaceIdError
-        from face_id_ros.evaluation import fuzzing
+        from face_id_ros.evaluation.fuzz import campaign, images
         import face_id_ros.evaluation.labels  # noqa: F401
     workdir = tempfile.mkdtemp(prefix='face_id_atheris_')
     corpus.mkdir(parents=True, exist_ok=True)
     if not any(corpus.iterdir()):
-        for index, data in enumerate(seed_bytes(name, fuzzing, workdir)):
+        for index, data in enumerate(seed_bytes(name, campaign, workdir)):
             (corpus / f'seed-{index}').write_bytes(data)
-    target, adapter = fuzzing.TARGETS[name], ADAPTERS[name]
+    target, adapter = campaign.TARGETS[name], ADAPTERS[name]
 
     def one_input(data):
         try:
-            target.execute(adapter(data, atheris, fuzzing), workdir)
+            target.execute(adapter(data, atheris, images), workdir)
         except FaceIdError:
             pass
 

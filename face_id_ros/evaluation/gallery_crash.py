@@ -386,3 +386,21 @@ def _judge_round(summary, path, key, before, patient_ids, outputs, codes):
                                    and float(second_began) < float(first_ended))
     else:
         summary['one_refused'] += 1
+
+
+def verdict(summary):
+    """Return (passed, one line a person reads) for a crash test and concurrency summary."""
+    crash, concurrent = summary['crash'], summary['concurrent']
+    failures = {'corrupt files': crash['corrupt'],
+                'lost or phantom revisions': crash['lost_or_phantom_revisions'],
+                'contents that differ': crash['contents_differ'],
+                'writer errors': len(crash['writer_errors']),
+                'reader mismatches': crash['reader_mismatches'],
+                'concurrency problems': len(concurrent['problems'])}
+    found = ', '.join(f'{count} {what}' for what, count in failures.items() if count)
+    scope = (f"{crash['kills']} kills, {concurrent['rounds']} concurrent rounds "
+             f"({concurrent['both_landed']} both landed, {concurrent['one_refused']} one "
+             'refused cleanly)')
+    if found:
+        return False, f'FAIL: {found} in {scope}'
+    return True, f'PASS: every kill left the last committed revision intact; {scope}'

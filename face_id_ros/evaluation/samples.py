@@ -23,6 +23,7 @@ from pathlib import Path
 
 import cv2
 from face_id_ros.core.errors import FaceIdError
+from face_id_ros.core.image_files import read_image
 import numpy as np
 
 
@@ -30,10 +31,9 @@ def sample_portrait():
     """Return matplotlib's Grace Hopper portrait as a BGR image."""
     import matplotlib
     path = Path(matplotlib.get_data_path()) / 'sample_data' / 'grace_hopper.jpg'
-    image = cv2.imread(str(path))
-    if image is None:
+    if not path.is_file():
         raise FaceIdError(f'matplotlib sample portrait missing: {path}')
-    return image
+    return read_image(path)
 
 
 def compose_frame(portrait, size, centres, face_width, brightness=1.0, background=96):

@@ -33,6 +33,7 @@ from pathlib import Path
 import shutil
 
 from face_id_ros.core.config import read_yaml
+from face_id_ros.core.enrolment import photo_source
 from face_id_ros.core.errors import ConfigError, EnrolmentRejected, FaceIdError
 from face_id_ros.core.image_files import identity_folders, read_image
 import numpy as np
@@ -97,7 +98,7 @@ def enrol_patients(pipeline, gallery, people, settings, seed, progress=True):
             continue
         patient_id = f'P-{len(visit_photos) + 1:04d}'
         gallery.add_templates(patient_id, [sample.embedding for _, sample in samples],
-                              [str(photo) for photo, _ in samples],
+                              [photo_source(Path(photo).read_bytes()) for photo, _ in samples],
                               [sample.quality for _, sample in samples],
                               masked=[sample.masked for _, sample in samples])  # as enroll
         if settings[MASKED_TEMPLATES]:
@@ -136,7 +137,7 @@ def add_masked_templates(pipeline, gallery, patient_id, photos, random):
             pass
     if samples:
         gallery.add_templates(patient_id, [sample.embedding for _, sample in samples],
-                              [f'{photo} (synthetic mask)' for photo, _ in samples],
+                              [photo_source(Path(photo).read_bytes()) for photo, _ in samples],
                               [sample.quality for _, sample in samples],
                               masked=[True] * len(samples))
     return len(samples)

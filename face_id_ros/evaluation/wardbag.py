@@ -38,6 +38,7 @@ from pathlib import Path
 
 import cv2
 from face_id_ros.core.errors import ConfigError, FaceIdError
+from face_id_ros.core.image_files import read_image
 from face_id_ros.evaluation.labels import Interval, NOBODY, STRANGER
 from face_id_ros.evaluation.synthetic_masks import paint_mask_on_face
 import numpy as np
@@ -354,9 +355,7 @@ def masked_cutout(cutout, random):
 
 def load_cutout(path, detector):
     """Read a photo and find its face (the detector's box, else the photo's middle)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FaceIdError(f'cannot read photo {path}')
+    image = read_image(path)
     height, width = image.shape[:2]
     pad = max(height, width) // 4  # context around a tight crop, as a camera frame has
     faces = detector.detect(cv2.copyMakeBorder(image, pad, pad, pad, pad,

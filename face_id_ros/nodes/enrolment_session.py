@@ -25,6 +25,7 @@ face already matches another enrolled patient. No ROS here: the enrol node feeds
 
 from dataclasses import dataclass
 
+from face_id_ros.core.enrolment import check_not_enrolled_as_another
 from face_id_ros.core.errors import EnrolmentRejected
 from face_id_ros.core.galleries import open_gallery
 from face_id_ros.core.quality import assess_photo, shown_apart
@@ -111,7 +112,13 @@ class EnrolmentSession:
             raise EnrolmentRejected(f'only {len(self.samples)} of {self.keep} frames passed '
                                     'the quality gate; nothing written')
         best = self.best()
-        self._check_not_enrolled_as_another(gallery.snapshot(), patient_id, best)
+        try:
+            check_not_enrolled_as_another(
+                gallery.snapshot(), patient_id, [sample.embedding for sample in best],
+                self.pipeline.threshold)
+        except EnrolmentRejected as rejection:
+            raise EnrolmentRejected(f'{rejection}; remove that enrolment first if it is the '
+                                    'same person') from None
         return gallery.add_templates(
             patient_id, np.stack([sample.embedding for sample in best]),
             [f'{source} #{index}' for index in range(len(best))],
@@ -127,22 +134,6 @@ class EnrolmentSession:
             raise EnrolmentRejected(
                 f'this face differs from the first accepted one (cosine {cosine} < '
                 f'{needed}): keep only the patient in view')
-
-    def _check_not_enrolled_as_another(self, snapshot, patient_id, samples):
-        """Refuse when any template of another patient is as close as a match needs."""
-        if not len(snapshot.templates):
-            return
-        embeddings = np.stack([sample.embedding for sample in samples])
-        embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
-        owners = snapshot.patient_ids[snapshot.owners]
-        others = owners != patient_id
-        cosines = (embeddings @ snapshot.templates[others].T).max(axis=0, initial=-1.0)
-        if cosines.size and cosines.max() >= self.pipeline.threshold:
-            closest = owners[others][int(np.argmax(cosines))]
-            raise EnrolmentRejected(
-                f'this face already matches enrolled patient {closest} (cosine '
-                f'{cosines.max():.2f} >= {self.pipeline.threshold:.2f}); remove that '
-                'enrolment first if it is the same person')
 
     def _verdict(self, accepted, reason):
         return FrameVerdict(accepted, reason, len(self.samples), self.candidates)

@@ -36,13 +36,13 @@ from pathlib import Path
 import cv2
 from face_id_ros.core.config import build_stage, setting
 from face_id_ros.core.errors import ConfigError, ImageDecodeError
+from face_id_ros.core.image_files import IMAGE_SUFFIXES, read_image
 import numpy as np
 import onnxruntime
 import torch
 from torch.nn import functional
 from tqdm import tqdm
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 CANVAS_SIZE = 128
 CROP_SIZE = 112
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -117,9 +117,10 @@ def list_faces(folder):
 
 def read_face(path, size=CANVAS_SIZE):
     """Read one image as RGB uint8, resized to ``size`` x ``size`` when it is not."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageDecodeError(f'cannot decode {path}; delete or replace the file')
+    try:
+        image = read_image(path)
+    except ImageDecodeError as error:
+        raise ImageDecodeError(f'{error}; delete or replace the file') from None
     if image.shape[:2] != (size, size):
         image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
