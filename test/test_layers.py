@@ -28,7 +28,7 @@ PACKAGE = 'face_id_ros'
 LAYERS = {
     'core': set(),
     'nodes': {'core'},
-    'evaluation': {'core'},
+    'evaluation': {'core', 'nodes'},  # nodes: the ROS-free gate rules (swap benchmark)
     'training': {'core', 'evaluation'},  # evaluation for its LFW scoring
     'cli': {'core', 'evaluation'},
 }

@@ -38,6 +38,10 @@ CONFIG = TrackerConfig(iou_threshold=0.3, window=5, confirm_frames=3, max_gap_s=
                        recheck_landmark_shift=0.06)
 # Five landmarks in box widths: eyes, nose, mouth corners.
 SHAPE = np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]])
+# An appearance signature (core.appearance): a 16x16 grey thumbnail; ANOTHER_LOOK is another
+# face's (uncorrelated with it).
+LOOK = np.random.default_rng(1).integers(0, 256, (16, 16), np.uint8)
+ANOTHER_LOOK = np.random.default_rng(2).integers(0, 256, (16, 16), np.uint8)
 
 
 def decided(decision, cosine=0.7):
@@ -53,12 +57,13 @@ class Camera:
         self.tracker = FaceTracker(config)
         self.frame, self.embedded, self.revision = 0, 0, 1
 
-    def show(self, decision, x=100.0, size=80.0, shape=SHAPE):
+    def show(self, decision, x=100.0, size=80.0, shape=SHAPE, look=LOOK):
         """One frame: the face at ``x``; ``decision`` is what an embedding would say."""
         stamp = self.frame / FPS
         box = np.array([[x, 100.0, x + size, 100.0 + size]])
         landmarks = [box[0, :2] + shape * size]
-        plan = self.tracker.plan(stamp, box, landmarks, self.revision)
+        plan = self.tracker.plan(stamp, box, landmarks, self.revision,
+                                 None if look is None else [look])
         matches = [decided(decision) if plan.fresh[0] else None]
         self.embedded += int(plan.fresh[0])
         [face] = self.tracker.update(stamp, box, matches, plan=plan)
@@ -96,7 +101,8 @@ def test_faces_not_confirmed_are_embedded_every_frame():
     assert faces[-1].status == UNKNOWN
 
 
-@pytest.mark.parametrize('change', ['box jump', 'box resize', 'landmarks', 'gallery'])
+@pytest.mark.parametrize('change', ['box jump', 'box resize', 'landmarks', 'gallery', 'look',
+                                    'no look'])
 def test_a_face_that_may_have_changed_is_embedded_at_once(change):
     camera = Camera()
     for _ in range(5):
@@ -110,6 +116,10 @@ def test_a_face_that_may_have_changed_is_embedded_at_once(change):
         moved = SHAPE.copy()
         moved[4, 0] += 0.08  # one mouth corner
         face = camera.show('P-0001', shape=moved)
+    elif change == 'look':  # same box, same landmarks, another face
+        face = camera.show('P-0001', look=ANOTHER_LOOK)
+    elif change == 'no look':  # nothing to compare with: fail closed
+        face = camera.show('P-0001', look=None)
     else:
         camera.revision += 1
         face = camera.show('P-0001')
@@ -118,8 +128,11 @@ def test_a_face_that_may_have_changed_is_embedded_at_once(change):
 
 def test_a_small_movement_is_not_a_change():
     camera = Camera()
-    faces = [camera.show('P-0001', x=100.0 + 2.0 * index,
-                         shape=SHAPE + 0.01 * (index % 2)) for index in range(10)]
+    noise = np.random.default_rng(3)
+    faces = [camera.show('P-0001', x=100.0 + 2.0 * index, shape=SHAPE + 0.01 * (index % 2),
+                         look=np.clip(LOOK + noise.normal(0, 8, LOOK.shape), 0, 255)
+                         .astype(np.uint8))
+             for index in range(10)]
     assert [face.fresh for face in faces[3:]] == [False] * 7
 
 

@@ -50,23 +50,25 @@ def detector_template(landmark_set, template):
 
 
 def similarity_transform(source, target):
-    """Return the 2x3 least-squares similarity (Umeyama, no reflection) from source to target."""
+    """
+    Return the 2x3 least-squares similarity (rotation, scale, shift) from source to target.
+
+    In 2-D the least-squares similarity has a closed form, the same transform as Umeyama's
+    SVD without reflection but about 20x cheaper: the freshness test aligns every face of
+    every frame with it.
+    """
     source = np.asarray(source, np.float64)
     target = np.asarray(target, np.float64)
     source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
-    source_centred, target_centred = source - source_mean, target - target_mean
-    covariance = target_centred.T @ source_centred / len(source)
-    u, singular, vt = np.linalg.svd(covariance)
-    sign = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[-1] = -1.0
-    rotation = u @ np.diag(sign) @ vt
-    variance = source_centred.var(axis=0).sum()
-    if variance <= 0:
+    (px, py), (qx, qy) = (source - source_mean).T, (target - target_mean).T
+    variance = float((px * px + py * py).sum())
+    if not variance > 0:  # also NaN
         raise FaceIdError('landmarks are degenerate (all at one point)')
-    scale = (singular * sign).sum() / variance
-    translation = target_mean - scale * rotation @ source_mean
-    return np.hstack([scale * rotation, translation[:, None]])
+    cos_part = float((px * qx + py * qy).sum()) / variance
+    sin_part = float((px * qy - py * qx).sum()) / variance
+    linear = np.array([[cos_part, -sin_part], [sin_part, cos_part]])
+    translation = target_mean - linear @ source_mean
+    return np.hstack([linear, translation[:, None]])
 
 
 def align_face(image, landmarks, template_points, size):
