@@ -27,7 +27,8 @@ from face_id_ros.core.gallery import GallerySnapshot
 from face_id_ros.core.image_files import read_image
 from face_id_ros.core.matching import Candidate, FaceMatch, UNKNOWN
 from face_id_ros.core.pipeline import Pipeline
-from face_id_ros.core.tracking import CONFIRMED, FaceTracker
+from face_id_ros.core.appearance import same_look
+from face_id_ros.core.tracking import CONFIRMED, FaceTracker, judge_still
 from face_id_ros.evaluation.soak import face_tiles
 import numpy as np
 import pytest
@@ -47,7 +48,7 @@ ANOTHER_LOOK = np.random.default_rng(2).integers(0, 256, (16, 16), np.uint8)
 def decided(decision, cosine=0.7):
     """Return a FaceMatch deciding ``decision`` with a plausible candidate list."""
     best = 'P-0001' if decision == UNKNOWN else decision
-    return FaceMatch(decision, (Candidate(best, cosine, (cosine + 1.0) / 2.0),))
+    return FaceMatch(decision, (Candidate(best, cosine, cosine),))
 
 
 class Camera:
@@ -89,7 +90,7 @@ def test_a_carried_frame_says_which_embedding_its_evidence_came_from():
     assert not carried.fresh and carried.patient_id == 'P-0001'
     latest = carried.evidence[-1]
     assert (latest.stamp, latest.embedded_at, latest.fresh) == (4 / FPS, 2 / FPS, False)
-    assert latest.score == pytest.approx(0.85)  # the embedding's score, not a new one
+    assert latest.score == pytest.approx(0.7)  # the embedding's score, not a new one
     assert carried.candidates == faces[2].candidates
     assert [item.fresh for item in carried.evidence] == [True, True, True, False, False]
 
@@ -234,6 +235,53 @@ def test_a_patient_replaced_in_the_same_box_is_caught_within_the_recheck_period(
     assert confirmed_b, 'the second person is confirmed afresh in the end'
     fresh_since_swap = sum(face.fresh for face in swapped[first_fresh:confirmed_b[0] + 1])
     assert fresh_since_swap >= pipeline.config.tracker.confirm_frames
+
+
+def shaken(image, rng):
+    """Return the photo moved, turned, scaled, re-lit, noised and JPEG-compressed a little."""
+    import cv2
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), rng.uniform(-3, 3),
+                                     rng.uniform(0.95, 1.05))
+    matrix[:, 2] += rng.uniform(-5, 5, 2)
+    moved = cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
+    lit = moved.astype(np.float32) * rng.uniform(0.8, 1.2) + rng.normal(0, 3, moved.shape)
+    ok, data = cv2.imencode('.jpg', np.clip(lit, 0, 255).astype(np.uint8),
+                            [cv2.IMWRITE_JPEG_QUALITY, 75])
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
+def test_the_look_tells_the_same_face_from_another_in_its_place(portrait):
+    if not LFW_DIR.is_dir():
+        pytest.skip('../shared/data LFW is absent')
+    pipeline = Pipeline(PipelineConfig())
+    threshold = pipeline.config.tracker.recheck_min_look
+    people = sorted((LFW_DIR / 'images').iterdir())[:40]
+    photos = [read_image(sorted(person.glob('*.jpg'))[0]) for person in people]
+
+    def look(image):
+        return pipeline.describe(image).looks[0]
+
+    rng = np.random.default_rng(0)
+    for photo in photos[:5]:  # the same face, a little changed: no re-embedding
+        reference = look(photo)
+        assert min(same_look(reference, look(shaken(photo, rng))) for _ in range(4)) \
+            >= threshold
+    for first, second in zip(photos[:20], photos[20:]):  # another face: re-embed
+        assert same_look(look(first), look(second)) < threshold
+    flat = np.full((16, 16), 128, np.uint8)
+    assert same_look(flat, flat) == 0.0 and same_look(None, flat) == 0.0
+
+
+def test_a_photo_is_judged_alone_and_a_masked_face_against_bare_templates_stays_pending():
+    named = FaceMatch('P-0001', (Candidate('P-0001', 0.8, 0.8),))
+    assert judge_still('still-1', named).status == CONFIRMED
+    assert judge_still('still-1', named).patient_id == 'P-0001'
+    assert judge_still('still-1', decided(UNKNOWN)).status == UNKNOWN
+    bare_only = FaceMatch('P-0001', (Candidate('P-0001', 0.8, 0.8),), like_templates=False)
+    masked = judge_still('still-1', bare_only, (0.97, True))
+    assert (masked.status, masked.patient_id, masked.masked) == ('pending', None, True)
+    assert judge_still('still-1', bare_only, (0.02, False)).status == CONFIRMED
 
 
 def test_bench_enrols_the_faces_shown_so_they_are_confirmed(tiny_model, capsys):
