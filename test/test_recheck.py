@@ -27,7 +27,7 @@ from face_id_ros.core.gallery import GallerySnapshot
 from face_id_ros.core.image_files import read_image
 from face_id_ros.core.matching import Candidate, FaceMatch, UNKNOWN
 from face_id_ros.core.pipeline import Pipeline
-from face_id_ros.core.appearance import same_look
+from face_id_ros.core.appearance import same_look, signatures
 from face_id_ros.core.tracking import CONFIRMED, FaceTracker, judge_still
 from face_id_ros.evaluation.soak import face_tiles
 import numpy as np
@@ -41,8 +41,9 @@ CONFIG = TrackerConfig(iou_threshold=0.3, window=5, confirm_frames=3, max_gap_s=
 SHAPE = np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]])
 # An appearance signature (core.appearance): a 16x16 grey thumbnail; ANOTHER_LOOK is another
 # face's (uncorrelated with it).
-LOOK = np.random.default_rng(1).integers(0, 256, (16, 16), np.uint8)
-ANOTHER_LOOK = np.random.default_rng(2).integers(0, 256, (16, 16), np.uint8)
+LOOK_PIXELS = np.random.default_rng(1).integers(0, 256, (16, 16), np.uint8)
+LOOK, ANOTHER_LOOK = signatures([
+    LOOK_PIXELS, np.random.default_rng(2).integers(0, 256, (16, 16), np.uint8)])
 
 
 def decided(decision, cosine=0.7):
@@ -131,8 +132,8 @@ def test_a_small_movement_is_not_a_change():
     camera = Camera()
     noise = np.random.default_rng(3)
     faces = [camera.show('P-0001', x=100.0 + 2.0 * index, shape=SHAPE + 0.01 * (index % 2),
-                         look=np.clip(LOOK + noise.normal(0, 8, LOOK.shape), 0, 255)
-                         .astype(np.uint8))
+                         look=signatures([np.clip(LOOK_PIXELS + noise.normal(0, 8, (16, 16)),
+                                                  0, 255).astype(np.uint8)])[0])
              for index in range(10)]
     assert [face.fresh for face in faces[3:]] == [False] * 7
 
@@ -269,8 +270,8 @@ def test_the_look_tells_the_same_face_from_another_in_its_place(portrait):
             >= threshold
     for first, second in zip(photos[:20], photos[20:]):  # another face: re-embed
         assert same_look(look(first), look(second)) < threshold
-    flat = np.full((16, 16), 128, np.uint8)
-    assert same_look(flat, flat) == 0.0 and same_look(None, flat) == 0.0
+    [flat] = signatures([np.full((16, 16), 128, np.uint8)])
+    assert flat is None and same_look(flat, LOOK) == 0.0
 
 
 def test_a_photo_is_judged_alone_and_a_masked_face_against_bare_templates_stays_pending():

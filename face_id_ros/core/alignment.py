@@ -53,22 +53,29 @@ def similarity_transform(source, target):
     """
     Return the 2x3 least-squares similarity (rotation, scale, shift) from source to target.
 
-    In 2-D the least-squares similarity has a closed form, the same transform as Umeyama's
-    SVD without reflection but about 20x cheaper: the freshness test aligns every face of
-    every frame with it.
+    In 2-D the least-squares similarity has a closed form: the same transform as Umeyama's
+    SVD without reflection, in plain arithmetic on the few points (a tenth of the SVD's
+    time: the look test aligns every face of every frame with it).
     """
-    source = np.asarray(source, np.float64)
-    target = np.asarray(target, np.float64)
-    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
-    (px, py), (qx, qy) = (source - source_mean).T, (target - target_mean).T
-    variance = float((px * px + py * py).sum())
+    source = np.asarray(source, np.float64).tolist()
+    target = np.asarray(target, np.float64).tolist()
+    count = len(source)
+    source_x = sum(point[0] for point in source) / count
+    source_y = sum(point[1] for point in source) / count
+    target_x = sum(point[0] for point in target) / count
+    target_y = sum(point[1] for point in target) / count
+    variance = along = across = 0.0
+    for (px, py), (qx, qy) in zip(source, target):
+        px, py, qx, qy = px - source_x, py - source_y, qx - target_x, qy - target_y
+        variance += px * px + py * py
+        along += px * qx + py * qy
+        across += px * qy - py * qx
     if not variance > 0:  # also NaN
         raise FaceIdError('landmarks are degenerate (all at one point)')
-    cos_part = float((px * qx + py * qy).sum()) / variance
-    sin_part = float((px * qy - py * qx).sum()) / variance
-    linear = np.array([[cos_part, -sin_part], [sin_part, cos_part]])
-    translation = target_mean - linear @ source_mean
-    return np.hstack([linear, translation[:, None]])
+    cos_part, sin_part = along / variance, across / variance
+    return np.array([
+        [cos_part, -sin_part, target_x - cos_part * source_x + sin_part * source_y],
+        [sin_part, cos_part, target_y - sin_part * source_x - cos_part * source_y]])
 
 
 def align_face(image, landmarks, template_points, size):

@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-A face's look in 256 bytes: the cheap per-frame test that a tracked face is still the same.
+A face's look in 256 numbers: the cheap per-frame test that a tracked face is still the same.
 
 The tracker carries a confirmed face's identity to frames it does not embed. A stranger who
 takes the patient's place in the same box, with landmarks much like theirs, moves neither
@@ -27,46 +27,58 @@ or more with itself, 400 strangers put in its place at most 0.74 with the patien
 
 import cv2
 from face_id_ros.core.alignment import similarity_transform
+import numpy as np
 
 # Width of the warped face before averaging (pixels), and of the signature.
 WARP_WIDTH = 32
 SIGNATURE_WIDTH = 16
 
 
-def face_signature(image, landmarks, template_points, input_size):
-    """
-    Return the face's signature: a (16, 16) uint8 grey thumbnail of the aligned face.
+class FaceLooks:
+    """Make the signatures of faces aligned to one embedder's template and input size."""
 
-    ``template_points`` and ``input_size`` (width, height) are the embedder's alignment, so
-    the thumbnail shows what the embedder would see, scaled down.
+    def __init__(self, template_points, input_size):
+        """``template_points`` and ``input_size`` (width, height) are the embedder's."""
+        width, height = input_size
+        scale = WARP_WIDTH / float(width)
+        self.template = np.asarray(template_points, np.float64) * scale
+        self.warp_size = (WARP_WIDTH, max(1, round(height * scale)))
+        self.size = (SIGNATURE_WIDTH, max(1, round(height * SIGNATURE_WIDTH / width)))
+
+    def looks(self, image, landmark_sets):
+        """Return the signature of each face of one frame, in order (``signatures``)."""
+        return signatures([self._thumbnail(image, landmarks) for landmarks in landmark_sets])
+
+    def _thumbnail(self, image, landmarks):
+        warped = cv2.warpAffine(image, similarity_transform(landmarks, self.template),
+                                self.warp_size, flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE)
+        return cv2.cvtColor(cv2.resize(warped, self.size, interpolation=cv2.INTER_AREA),
+                            cv2.COLOR_BGR2GRAY)
+
+
+def signatures(thumbnails):
     """
-    width, height = input_size
-    scale = WARP_WIDTH / float(width)
-    matrix = similarity_transform(landmarks, template_points) * scale
-    warped = cv2.warpAffine(image, matrix, (WARP_WIDTH, max(1, round(height * scale))),
-                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    small = cv2.resize(warped, (SIGNATURE_WIDTH, max(1, round(height * SIGNATURE_WIDTH / width))),
-                       interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    Return each thumbnail's signature: its pixels made zero-mean and unit-norm.
+
+    A dot product of two signatures is then their correlation. A flat thumbnail (a uniform
+    patch) says nothing about whose face it is: its signature is None.
+    """
+    if not len(thumbnails):
+        return ()
+    pixels = np.stack(thumbnails).astype(np.float32).reshape(len(thumbnails), -1)
+    pixels -= pixels.mean(axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum('ij,ij->i', pixels, pixels))
+    return tuple(row / norm if norm > 1e-3 else None
+                 for row, norm in zip(pixels, norms.tolist()))
 
 
 def same_look(first, second):
     """
-    Return the correlation of two signatures in [-1, 1]; 0 when either is flat or missing.
+    Return the correlation of two signatures in [-1, 1]; 0 when either is missing.
 
-    A flat thumbnail (a uniform patch) says nothing about whose face it is, so it never
-    vouches for one (OpenCV calls a flat patch a perfect match).
+    Brightness and contrast do not count (both are zero-mean and unit-norm).
     """
     if first is None or second is None or first.shape != second.shape:
         return 0.0
-    for signature in (first, second):
-        low, high, _, _ = cv2.minMaxLoc(signature)
-        if high <= low:
-            return 0.0
-    return float(cv2.matchTemplate(first, second, cv2.TM_CCOEFF_NORMED)[0, 0])
-
-
-def face_signatures(image, landmark_sets, template_points, input_size):
-    """Return the signature of each face of one frame, in order."""
-    return tuple(face_signature(image, landmarks, template_points, input_size)
-                 for landmarks in landmark_sets)
+    return float(np.dot(first, second))

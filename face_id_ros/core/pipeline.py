@@ -19,7 +19,7 @@ import logging
 import time
 
 from face_id_ros.core.alignment import align_face, detector_template
-from face_id_ros.core.appearance import face_signatures
+from face_id_ros.core.appearance import FaceLooks
 from face_id_ros.core.detection import make_detector
 from face_id_ros.core.embedding import OnnxEmbedder
 from face_id_ros.core.gallery import GallerySnapshot
@@ -84,6 +84,7 @@ class Pipeline:
                                      config.embedder.threads, config.embedder.flip_sum)
         self.template = detector_template(self.detector.landmark_set,
                                           self.embedder.metadata.template)
+        self.face_looks = FaceLooks(self.template, self.embedder.input_size)
         self.threshold, self.threshold_warning = resolve_threshold(
             config.matcher, self.embedder.metadata.cosine_threshold)
         if self.threshold_warning:
@@ -131,8 +132,7 @@ class Pipeline:
     def _looks(self, image, faces, timings):
         """Return every face's appearance signature, the tracker's test that it is unchanged."""
         started = time.perf_counter()
-        looks = face_signatures(image, [face.landmarks for face in faces], self.template,
-                                self.embedder.input_size)
+        looks = self.face_looks.looks(image, [face.landmarks for face in faces])
         timings['look'] = _elapsed_ms(started)
         return looks
 

@@ -181,7 +181,7 @@ class FaceTracker:
 
         ``landmarks`` are the faces' (K, 2) landmark sets, ``revision`` the gallery revision
         they will be matched against and ``looks`` their appearance signatures
-        (``core.appearance.face_signature``); without any of them, every face needs one. A
+        (``core.appearance.FaceLooks``); without any of them, every face needs one. A
         stamp earlier than the previous frame's (a replayed bag looping) resets the tracker.
         """
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
