@@ -150,8 +150,8 @@ def test_identify_goes_on_past_an_unreadable_file_and_fails_at_the_end(
     captured = capsys.readouterr()
     records = [json.loads(line) for line in captured.out.splitlines()]
     assert status == 1
-    assert [record['frame'].rsplit('/', 1)[1] for record in records] == ['a.jpg', 'b.jpg',
-                                                                        'c.jpg']
+    names = [record['frame'].rsplit('/', 1)[1] for record in records]
+    assert names == ['a.jpg', 'b.jpg', 'c.jpg']
     assert 'error' in records[1] and 'faces' not in records[1]
     assert len(records[0]['faces']) == len(records[2]['faces']) == 1
     assert 'skipped' in captured.err and 'b.jpg' in captured.err

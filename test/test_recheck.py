@@ -21,13 +21,13 @@ update); the swap tests run the real pipeline and the shipped model on real face
 
 from conftest import LFW_DIR
 from face_id_ros.cli.parser import main
+from face_id_ros.core.appearance import same_look, signatures
 from face_id_ros.core.config import PipelineConfig, TrackerConfig
 from face_id_ros.core.errors import ConfigError
 from face_id_ros.core.gallery import GallerySnapshot
 from face_id_ros.core.image_files import read_image
 from face_id_ros.core.matching import Candidate, FaceMatch, UNKNOWN
 from face_id_ros.core.pipeline import Pipeline
-from face_id_ros.core.appearance import same_look, signatures
 from face_id_ros.core.tracking import CONFIRMED, FaceTracker, judge_still
 from face_id_ros.evaluation.soak import face_tiles
 import numpy as np
