@@ -199,6 +199,8 @@ def _report(pipeline, cases, patient_frames, stranger_frames, fps, seed):
         'seed': seed,
         'patient_confirmed_before_swap': len(usable),
         'stranger_named_alone': sum(case.stranger_alone != 'unknown' for case in cases),
+        'stranger_embedded_at_once': sum(bool(case.stranger_fresh[0])
+                                         and all(case.stranger_fresh[0]) for case in cases),
         'stranger_confirmed': sum(bool(case.confirmed_as) for case in cases),
         'stranger_named_on_patient_id': sum(bool(case.message_named) for case in cases),
         'gate_granted_to_stranger': sum(case.gate_granted for case in cases),
@@ -215,7 +217,8 @@ def print_report(report, out):
           f'{report["model"]} {report["model_version"]}, threshold {report["threshold"]:.3f}')
     print(f'  patient confirmed before the swap: {report["patient_confirmed_before_swap"]}'
           f'/{strangers}')
-    for key, label in (('stranger_confirmed', 'stranger confirmed as a patient (pipeline)'),
+    for key, label in (('stranger_embedded_at_once', "stranger's first frame embedded"),
+                       ('stranger_confirmed', 'stranger confirmed as a patient (pipeline)'),
                        ('stranger_named_on_patient_id', 'stranger named on /patient_id'),
                        ('gate_granted_to_stranger', 'dispense granted to the stranger (gate)'),
                        ('stranger_named_alone', 'stranger photo named alone (matcher)')):
