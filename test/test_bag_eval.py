@@ -143,8 +143,8 @@ def test_worker_processes_change_the_speed_not_the_decisions(tmp_path, tiny_mode
     assert decisions(pooled_records) == decisions(alone_records)  # track ids keep counting
     assert [record.seconds for record in pooled_records] == [
         record.seconds for record in alone_records]
-    assert set(pooled['stage_median_ms']) == {'decode', 'detect', 'look', 'align',
-                                               'embed', 'match'}
+    stages = {'decode', 'detect', 'look', 'align', 'embed', 'match'}
+    assert set(pooled['stage_median_ms']) == stages
     assert len(read_messages(tmp_path / 'out')) == pooled['processed'] == len(pooled_records)
     with pytest.raises(FaceIdError, match='workers'):
         evaluate_bag(CameraBag(bag), intervals, pipeline, 'fast', progress=False, workers=0)
