@@ -66,11 +66,11 @@ def signatures(thumbnails):
     """
     if not len(thumbnails):
         return ()
-    pixels = np.stack(thumbnails).astype(np.float32).reshape(len(thumbnails), -1)
+    pixels = np.array(thumbnails, np.float32).reshape(len(thumbnails), -1)
     pixels -= pixels.mean(axis=1, keepdims=True)
     norms = np.sqrt(np.einsum('ij,ij->i', pixels, pixels))
-    return tuple(row / norm if norm > 1e-3 else None
-                 for row, norm in zip(pixels, norms.tolist()))
+    pixels /= np.maximum(norms, 1e-3)[:, None]
+    return tuple(row if norm > 1e-3 else None for row, norm in zip(pixels, norms.tolist()))
 
 
 def same_look(first, second):
