@@ -120,6 +120,11 @@ def test_a_face_that_may_have_changed_is_embedded_at_once(change):
         face = camera.show('P-0001', shape=moved)
     elif change == 'look':  # same box, same landmarks, another face
         face = camera.show('P-0001', look=ANOTHER_LOOK)
+        # What was seen before is no evidence for whoever stands there now.
+        assert face.fresh and face.status != CONFIRMED and len(face.evidence) == 1
+        assert [camera.show('P-0001', look=ANOTHER_LOOK).status for _ in range(2)] == [
+            'pending', CONFIRMED]
+        return
     elif change == 'no look':  # nothing to compare with: fail closed
         face = camera.show('P-0001', look=None)
     else:

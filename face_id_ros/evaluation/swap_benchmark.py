@@ -24,8 +24,11 @@ landmarks much like theirs: only a look at the face itself can tell that it chan
 Each frame goes the way a camera frame goes on the robot: a ``sensor_msgs/Image`` through
 the node's worker (``core.frame_worker``: decode, pipeline, the ``/patient_id`` message),
 and that message to the medication gate's rules (``nodes.gate``) with an order and a
-wristband scan for the patient. A stranger frame reported ``confirmed`` as a patient, or
-a dispense granted on one, is a failure; the report lists each with its photos.
+wristband scan for the patient. A stranger frame reported ``confirmed`` as the patient he
+replaced (the carried identity), or a dispense granted on one, is a failure; the report
+lists each with its photos. A stranger confirmed as another patient after his own frames
+all matched that patient is the matcher's false accept, not the swap's (his photo alone is
+named too): the report counts those apart.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -59,8 +62,14 @@ class SwapCase:
 
     @property
     def failed(self):
-        """Whether any path named a patient on one of the stranger's frames."""
-        return bool(self.confirmed_as or self.message_named or self.gate_granted)
+        """Whether any path named the replaced patient on one of the stranger's frames."""
+        return (self.patient_id in (self.confirmed_as, self.message_named)
+                or self.gate_granted)
+
+    @property
+    def named_as_another(self):
+        """Whether the stranger was confirmed as a patient other than the one he replaced."""
+        return bool(self.confirmed_as) and self.confirmed_as != self.patient_id
 
 
 def choose_people(lfw, patients, enrol_photos, strangers, seed):
@@ -201,10 +210,13 @@ def _report(pipeline, cases, patient_frames, stranger_frames, fps, seed):
         'stranger_named_alone': sum(case.stranger_alone != 'unknown' for case in cases),
         'stranger_embedded_at_once': sum(bool(case.stranger_fresh[0])
                                          and all(case.stranger_fresh[0]) for case in cases),
-        'stranger_confirmed': sum(bool(case.confirmed_as) for case in cases),
-        'stranger_named_on_patient_id': sum(bool(case.message_named) for case in cases),
+        'stranger_confirmed': sum(case.confirmed_as == case.patient_id for case in cases),
+        'stranger_named_on_patient_id': sum(case.message_named == case.patient_id
+                                            for case in cases),
+        'stranger_confirmed_as_another': sum(case.named_as_another for case in cases),
         'gate_granted_to_stranger': sum(case.gate_granted for case in cases),
         'failures': [asdict(case) for case in cases if case.failed],
+        'confirmed_as_another': [asdict(case) for case in cases if case.named_as_another],
     }
 
 
@@ -218,13 +230,17 @@ def print_report(report, out):
     print(f'  patient confirmed before the swap: {report["patient_confirmed_before_swap"]}'
           f'/{strangers}')
     for key, label in (('stranger_embedded_at_once', "stranger's first frame embedded"),
-                       ('stranger_confirmed', 'stranger confirmed as a patient (pipeline)'),
-                       ('stranger_named_on_patient_id', 'stranger named on /patient_id'),
+                       ('stranger_confirmed',
+                        'stranger confirmed as the patient he replaced (pipeline)'),
+                       ('stranger_named_on_patient_id',
+                        'stranger named as that patient on /patient_id'),
                        ('gate_granted_to_stranger', 'dispense granted to the stranger (gate)'),
-                       ('stranger_named_alone', 'stranger photo named alone (matcher)')):
+                       ('stranger_named_alone', 'stranger photo named alone (matcher)'),
+                       ('stranger_confirmed_as_another',
+                        'stranger confirmed as another patient on his own frames (matcher)')):
         print(f'  {label}: {report[key]}/{strangers} '
               f'({100.0 * report[key] / strangers:.1f}%)')
-    for case in report['failures']:
+    for case in report['failures'] + report['confirmed_as_another']:
         print(f'    {case["stranger_photo"]} after {case["patient_id"]} '
               f'({case["patient_photo"]}): confirmed as {case["confirmed_as"]}, '
               f'gate {"granted" if case["gate_granted"] else "denied"}')
