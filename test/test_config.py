@@ -42,8 +42,8 @@ def test_bad_values_are_refused_with_the_key_named(mapping, fragment):
 
 
 def test_integers_are_accepted_for_float_settings_and_kept_as_floats():
-    config = PipelineConfig.from_dict({'matcher': {'threshold': 0, 'margin': 0}})
-    assert isinstance(config.matcher.threshold, float)
+    config = PipelineConfig.from_dict({'matcher': {'threshold': 1, 'margin': 0}})
+    assert isinstance(config.matcher.threshold, float) and config.matcher.threshold == 1.0
     assert config.matcher.margin == 0.0
 
 

@@ -18,7 +18,7 @@ from face_id_ros.core.alignment import (align_face, BLAZEFACE_POINTS_IN_ARCFACE_
                                         similarity_transform)
 from face_id_ros.core.config import DetectorConfig
 from face_id_ros.core.detection import FIVE_POINTS, FOUR_POINTS, make_detector
-from face_id_ros.core.errors import ModelError
+from face_id_ros.core.errors import FaceIdError, ModelError
 from face_id_ros.core.model_metadata import ARCFACE_TEMPLATE_112
 from face_id_ros.evaluation.samples import compose_frame, grid_centres
 import numpy as np
@@ -111,6 +111,22 @@ def test_similarity_transform_recovers_a_known_rotation_scale_and_shift():
     target = source @ rotation.T + shift
     matrix = similarity_transform(source, target)
     np.testing.assert_allclose(matrix, np.hstack([rotation, shift[:, None]]), atol=1e-9)
+
+
+def test_similarity_transform_is_the_least_squares_similarity_of_noisy_points():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        source = rng.uniform(0, 200, (4, 2))
+        target = source[:, ::-1] * rng.uniform(0.2, 3) + rng.normal(0, 5, (4, 2))  # a mirror
+        # The similarity x' = a x - b y + tx, y' = b x + a y + ty, solved by least squares.
+        rows = np.zeros((8, 4))
+        rows[0::2] = np.c_[source[:, 0], -source[:, 1], np.ones(4), np.zeros(4)]
+        rows[1::2] = np.c_[source[:, 1], source[:, 0], np.zeros(4), np.ones(4)]
+        a, b, tx, ty = np.linalg.lstsq(rows, target.reshape(-1), rcond=None)[0]
+        np.testing.assert_allclose(similarity_transform(source, target),
+                                   [[a, -b, tx], [b, a, ty]], atol=1e-9)
+    with pytest.raises(FaceIdError, match='degenerate'):
+        similarity_transform(np.ones((4, 2)), source)
 
 
 def test_aligned_portrait_puts_the_landmarks_on_the_template(blazeface, portrait):

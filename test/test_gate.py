@@ -32,14 +32,15 @@ MODEL = ModelInfo('tiny-test 0 sha256:0123', '/ward/gallery.db', 7)
 NOW = 1000.0
 
 
-def face(track, *hypotheses):
+def face(track, *hypotheses, embedded_at=None):
     """Return a /patient_id face with the given (class id, score) hypotheses."""
     return PatientDetection(track, 320.0, 240.0, 120.0, 120.0,
-                            tuple(Hypothesis(class_id, score) for class_id, score in hypotheses))
+                            tuple(Hypothesis(class_id, score) for class_id, score in hypotheses),
+                            embedded_at)
 
 
-def confirmed(track='face-3', patient='P-0042', score=0.93):
-    return face(track, (patient, score), ('P-0007', 0.61))
+def confirmed(track='face-3', patient='P-0042', score=0.93, embedded_at=None):
+    return face(track, (patient, score), ('P-0007', 0.61), embedded_at=embedded_at)
 
 
 def ready_gate(config=None):
@@ -81,7 +82,8 @@ def test_agreeing_fresh_evidence_is_granted_with_its_evidence():
     assert evidence['order'] == {'patient_id': 'P-0042', 'age_s': 60.0}
     assert evidence['wristband'] == {'patient_id': 'P-0042', 'age_s': 5.0}
     assert evidence['face']['faces_in_view'] == [
-        {'track': 'face-3', 'hypotheses': [['P-0042', 0.93], ['P-0007', 0.61]], 'mask': None}]
+        {'track': 'face-3', 'hypotheses': [['P-0042', 0.93], ['P-0007', 0.61]], 'fresh': True,
+         'embedded_at': None, 'mask': None}]
     assert evidence['face']['confirmed_frames'] == 3
     assert evidence['face']['confirmed_frame_stamps'] == pytest.approx([999.7, 999.8, 999.9])
 
@@ -124,6 +126,8 @@ def _no_wristband(gate):
      'the wristband reads P-0007, but the order is for P-0042'),
     (lambda gate: gate.set_order('P-0007', NOW),
      'the face is P-0042, but the order is for P-0007'),
+    (lambda gate: gate.observe(FaceFrame(NOW + 0.05, (confirmed(embedded_at=NOW - 0.1),))),
+     'the newest frame carries the identity embedded 0.15 s earlier'),
 ])
 def test_each_missing_stale_or_disagreeing_item_denies_with_its_reason(change, reason):
     gate = ready_gate()
@@ -183,7 +187,7 @@ def test_real_patient_id_messages_drive_the_gate(tiny_model, portrait, tmp_path)
     gate.set_order('P-0001', 100.0)
     gate.scan_wristband('P-0001', 100.0)
     decisions = []
-    for index in range(5):
+    for index in range(10):
         stamp = 100.0 + index / 10.0
         result = pipeline.process(frame, stamp)
         header = Header(stamp=Time(sec=100, nanosec=index * 100_000_000), frame_id='camera')
@@ -193,10 +197,14 @@ def test_real_patient_id_messages_drive_the_gate(tiny_model, portrait, tmp_path)
         gate.observe(face_frame_from_message(
             store.deserialize_cdr(raw, 'vision_msgs/msg/Detection2DArray')))
         decisions.append(gate.decide(stamp + 0.05))
-    assert [decision.granted for decision in decisions] == [False, False, False, True, True]
+    # Confirmed at frame 2; the tracker carries it to frames 3-6 without embedding them and
+    # embeds it again at 7 (0.5 s later): only that fresh frame is granted.
+    assert [decision.granted for decision in decisions] == [False] * 7 + [True, False, False]
     assert 'not confirmed yet' in decisions[0].reason
     assert 'confirmed in 1 consecutive frame(s)' in decisions[2].reason
-    evidence = decisions[-1].evidence
+    assert all('carries the identity embedded' in decision.reason
+               for decision in decisions[3:7] + decisions[8:])
+    evidence = decisions[7].evidence
     assert evidence['gallery']['location'] == str(tmp_path / 'g.db')
     assert evidence['gallery']['revision'] == 1
     assert evidence['model'].startswith('tiny-test 0 sha256:')

@@ -226,9 +226,21 @@ class WardProbe:
         assert future.done(), f'{client.srv_name} did not answer'
         return future.result()
 
-    def request_dispense(self):
-        response = self.call(self.dispense, std_srvs.Trigger.Request())
-        return response.success, json.loads(response.message)
+    def request_dispense(self, until=None, timeout=TIMEOUT_S):
+        """
+        Ask the gate; with ``until(granted, decision)``, ask again until it holds.
+
+        The gate grants only on a frame whose face was embedded in that frame, and the node
+        embeds a confirmed face that looks unchanged every recheck_period_s: in between a
+        dispensing node is told to ask again.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.call(self.dispense, std_srvs.Trigger.Request())
+            granted, decision = response.success, json.loads(response.message)
+            if until is None or until(granted, decision) or time.monotonic() > deadline:
+                return granted, decision
+            time.sleep(0.1)
 
 
 def wait_until_active(proc_output):
@@ -303,8 +315,14 @@ class TestNursingLaunch(unittest.TestCase):
         probe.say(probe.order, PATIENT)
         probe.say(probe.wristband, PATIENT)
         time.sleep(1.0)  # the order and scan arrive; more confirmed frames follow
-        granted, decision = probe.request_dispense()
+        denials = []
+        granted, decision = probe.request_dispense(
+            until=lambda granted, decision: granted or denials.append(decision['reason']))
         self.assertTrue(granted, decision['reason'])
+        # Only a carried identity is a reason to ask again (it is embedded within 0.5 s).
+        self.assertTrue(all('carries the identity embedded' in reason for reason in denials),
+                        denials)
+        self.assertTrue(decision['evidence']['face']['faces_in_view'][0]['fresh'])
         self.assertEqual(decision['decision'], 'grant')
         self.assertEqual(decision['evidence']['gallery']['revision'], 1)
         self.assertEqual(decision['evidence']['face']['faces_in_view'][0]['track'],

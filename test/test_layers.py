@@ -28,7 +28,7 @@ PACKAGE = 'face_id_ros'
 LAYERS = {
     'core': set(),
     'nodes': {'core'},
-    'evaluation': {'core'},
+    'evaluation': {'core', 'nodes'},  # nodes: the ROS-free gate rules (swap benchmark)
     'training': {'core', 'evaluation'},  # evaluation for its LFW scoring
     'cli': {'core', 'evaluation'},
 }
@@ -140,6 +140,14 @@ def test_every_module_lives_in_a_layer_folder(graph):
 
 def test_every_import_points_down(graph):
     assert upward_imports(graph, LAYERS) == []
+
+
+def test_outside_nodes_only_the_ros_free_node_helpers_are_imported(graph):
+    ros_modules = {f'{PACKAGE}.nodes.{name}' for name in ROS_NODE_MODULES}
+    assert sorted(f'{module} -> {target}' for module, targets in graph.items()
+                  if layer_of(module) != 'nodes' for target in targets
+                  if target in ros_modules) == []
+    assert f'{PACKAGE}.nodes.gate' in graph[f'{PACKAGE}.evaluation.swap_benchmark']
 
 
 def test_no_modules_import_each_other_round(graph):

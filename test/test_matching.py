@@ -14,10 +14,13 @@
 
 """Open-set matching: strangers and ambiguous faces are unknown, never the nearest patient."""
 
-from face_id_ros.core.config import MatcherConfig
-from face_id_ros.core.errors import ConfigError, GalleryError
+import logging
+
+from face_id_ros.core.config import MatcherConfig, PipelineConfig
+from face_id_ros.core.errors import ConfigError, GalleryError, ModelError
 from face_id_ros.core.gallery import Gallery, GallerySnapshot
-from face_id_ros.core.matching import best_first, match, UNKNOWN
+from face_id_ros.core.matching import best_first, match, resolve_threshold, UNKNOWN
+from face_id_ros.core.pipeline import Pipeline
 import numpy as np
 import pytest
 
@@ -70,7 +73,8 @@ def test_enrolled_faces_are_named_with_sorted_candidates(snapshot, centres, rng)
         assert face.candidates[0].patient_id == face.decision
         for candidate in face.candidates:
             assert 0.0 <= candidate.score <= 1.0
-            assert candidate.score == pytest.approx((candidate.cosine + 1.0) / 2.0)
+            # One scale: the score is the cosine the threshold is in, clipped at 0.
+            assert candidate.score == pytest.approx(max(candidate.cosine, 0.0))
         assert face.best_score == face.candidates[0].score
 
 
@@ -143,8 +147,46 @@ def test_unnormalised_probes_give_cosines(snapshot, centres):
 def test_wrong_embedding_size_and_unresolved_threshold_are_refused(snapshot, rng):
     with pytest.raises(GalleryError, match='size 64'):
         match(rng.normal(size=(1, 128)), snapshot, MatcherConfig(), THRESHOLD)
-    with pytest.raises(ConfigError, match='recommended threshold'):
-        match(unit(rng.normal(size=SIZE)), snapshot, MatcherConfig(), MatcherConfig().threshold)
+    for unresolved in (MatcherConfig().threshold, -0.5, 1.5):
+        with pytest.raises(ConfigError, match='not a cosine in'):
+            match(unit(rng.normal(size=SIZE)), snapshot, MatcherConfig(), unresolved)
+
+
+def test_a_threshold_is_auto_or_a_cosine_not_below_the_models_unless_allowed():
+    assert resolve_threshold(MatcherConfig(), 0.533) == (0.533, None)
+    assert resolve_threshold(MatcherConfig(threshold=0.6), 0.533) == (0.6, None)
+    with pytest.raises(ConfigError, match="below the model's recommended 0.533"):
+        resolve_threshold(MatcherConfig(threshold=0.3), 0.533)
+    threshold, warning = resolve_threshold(
+        MatcherConfig(threshold=0.3, allow_below_model_threshold=True), 0.533)
+    assert threshold == 0.3 and '0.3' in warning and '0.533' in warning
+    with pytest.raises(ModelError, match='outside'):
+        resolve_threshold(MatcherConfig(), -0.2)
+
+
+@pytest.mark.parametrize('value, fragment', [
+    (-2.0, 'below the minimum 0.0'),  # the old "model's recommendation" sentinel
+    (-0.5, 'below the minimum 0.0'), (-1.0, 'below the minimum 0.0'),
+    (1.5, 'above the maximum 1.0'), ('automatic', 'neither a number nor one of'),
+    (True, 'expected a number'), (None, 'expected a number'), ([0.5], 'expected a number'),
+])
+def test_a_fat_fingered_threshold_is_refused(value, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        PipelineConfig.from_dict({'matcher': {'threshold': value}})
+
+
+def test_the_pipeline_refuses_a_low_threshold_and_warns_every_start_when_allowed(
+        tiny_model, caplog):
+    config = PipelineConfig().replace(embedder={'model': str(tiny_model)})
+    assert Pipeline(config).threshold == 0.9  # auto: the tiny model's metadata
+    with pytest.raises(ConfigError, match="below the model's recommended 0.9"):
+        Pipeline(config.replace(matcher={'threshold': 0.5}))
+    allowed = config.replace(matcher={'threshold': 0.5, 'allow_below_model_threshold': True})
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger='face_id_ros'):
+            assert Pipeline(allowed).threshold == 0.5
+        assert "matcher.threshold 0.5 is below the model's recommended 0.9" in caplog.text
 
 
 def test_best_first_picks_and_orders_as_a_stable_sort_ties_included():

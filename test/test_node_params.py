@@ -42,6 +42,8 @@ def test_every_pipeline_field_is_one_parameter_with_its_default_and_limits():
     assert rows['detector.backend'].constraints == 'one of: blazeface, yunet'
     assert rows['tracker.window'].constraints == 'from 1 to 100'
     assert rows['gallery.path'].constraints == ''
+    assert rows['matcher.threshold'].constraints == 'auto, or a number from 0.0 to 1.0'
+    assert rows['matcher.threshold'].dynamic_typing and not rows['tracker.window'].dynamic_typing
     # The default's Python type is the ROS parameter type: ints stay ints, floats floats.
     assert type(rows['detector.min_face_size'].default) is int
     assert type(rows['quality.min_sharpness'].default) is float
@@ -51,6 +53,13 @@ def test_every_pipeline_field_is_one_parameter_with_its_default_and_limits():
 def test_the_declared_defaults_give_back_the_default_config():
     values = {row.name: row.default for row in pipeline_rows()}
     assert pipeline_config_from_parameters(values) == PipelineConfig()
+
+
+@pytest.mark.parametrize('value, threshold', [('auto', 'auto'), (0.6, 0.6), (1, 1.0)])
+def test_the_threshold_parameter_takes_auto_or_a_cosine(value, threshold):
+    values = {row.name: row.default for row in pipeline_rows()}
+    values['matcher.threshold'] = value
+    assert pipeline_config_from_parameters(values).matcher.threshold == threshold
 
 
 def test_a_changed_parameter_reaches_its_stage():
@@ -68,6 +77,9 @@ def test_a_changed_parameter_reaches_its_stage():
     ({'detector.min_scor': 0.5}, "unknown key(s) ['min_scor']"),
     ({'threshold': 0.4}, "unknown section(s) ['threshold']"),
     ({'tracker.window': 3, 'tracker.confirm_frames': 4}, 'exceeds tracker.window'),
+    ({'matcher.threshold': -2.0}, 'matcher.threshold: -2.0 is below the minimum 0.0'),
+    ({'matcher.threshold': 'Auto'}, "matcher.threshold: 'Auto' is neither a number nor one of"),
+    ({'tracker.recheck_min_look': 0.5}, 'recheck_min_look: 0.5 is below the minimum 0.8'),
 ])
 def test_invalid_parameters_are_refused_with_the_parameter_named(values, fragment):
     with pytest.raises(ConfigError) as error:
@@ -145,7 +157,10 @@ def test_the_ward_config_sets_every_parameter_with_its_ros_type(package_root, no
     assert set(values) == set(declared)
     for name, value in values.items():
         # rclpy refuses 30 for a float parameter: the YAML must carry the declared type.
-        assert ros_type(value) == ros_type(declared[name].default), name
+        if declared[name].dynamic_typing:  # a word or a number: either type is declared
+            assert ros_type(value) in ('string', 'double'), name
+        else:
+            assert ros_type(value) == ros_type(declared[name].default), name
 
 
 def test_the_ward_config_loads_for_offline_tools(package_root):

@@ -103,8 +103,8 @@ def test_gallery_remove_bumps_the_revision(tmp_path, tiny_model, enrolment_folde
 def test_pipeline_reports_no_faces_on_an_empty_frame(tiny_model):
     pipeline = Pipeline(PipelineConfig().replace(embedder={'model': str(tiny_model)}))
     result = pipeline.process(np.zeros((480, 640, 3), np.uint8), 0.0)
-    assert result.faces == [] and set(result.timings_ms) == {'detect', 'align', 'embed',
-                                                             'match'}
+    assert result.faces == [] and set(result.timings_ms) == {'detect', 'look', 'align',
+                                                             'embed', 'match'}
 
 
 def test_teacher_confirms_the_enrolled_portrait_and_never_names_a_stranger(
@@ -143,9 +143,13 @@ def test_identify_prints_one_json_line_per_image(tmp_path, tiny_model, portrait,
     assert main(['identify', str(image), '--gallery', str(tmp_path / 'g.db'),
                  '--model', str(tiny_model), '--annotate', str(tmp_path / 'annotated')]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert len(record['faces']) == 1 and record['faces'][0]['status'] == 'pending'
+    # A photo is judged on its own: the enrolled face is confirmed from one photo.
+    assert record['mode'] == 'still'
+    assert len(record['faces']) == 1 and record['faces'][0]['status'] == 'confirmed'
+    assert record['faces'][0]['fresh'] is True
     assert record['faces'][0]['candidates'][0]['patient_id'] == 'P-0001'
-    assert cv2.imread(str(tmp_path / 'annotated' / 'frame_annotated.jpg')) is not None
+    assert record['annotated'] == str(tmp_path / 'annotated' / '00000_frame_annotated.jpg')
+    assert cv2.imread(record['annotated']) is not None
 
 
 def test_demo_confirms_the_sample_portrait_with_the_teacher(teacher_model, tmp_path, capsys):
@@ -199,7 +203,7 @@ def test_eval_openset_lists_every_photo_given_someone_elses_id(tiny_model, tmp_p
         (tmp_path / 'images' / person).symlink_to(LFW_DIR / 'images' / person)
     # A random-weight model at a low threshold: it gives photos the wrong ids.
     config = tmp_path / 'face_id.yaml'
-    config.write_text('matcher:\n  threshold: 0.6\n')
+    config.write_text('matcher:\n  threshold: 0.6\n  allow_below_model_threshold: true\n')
     assert main(['eval-openset', '--lfw', str(tmp_path), '--model', str(tiny_model),
                  '--config', str(config), '--patients', '3', '--strangers', '4',
                  '--min-photos', '6', '--out', str(tmp_path / 'out')]) == 0

@@ -21,13 +21,14 @@ update); the swap tests run the real pipeline and the shipped model on real face
 
 from conftest import LFW_DIR
 from face_id_ros.cli.parser import main
+from face_id_ros.core.appearance import same_look, signatures
 from face_id_ros.core.config import PipelineConfig, TrackerConfig
 from face_id_ros.core.errors import ConfigError
 from face_id_ros.core.gallery import GallerySnapshot
 from face_id_ros.core.image_files import read_image
 from face_id_ros.core.matching import Candidate, FaceMatch, UNKNOWN
 from face_id_ros.core.pipeline import Pipeline
-from face_id_ros.core.tracking import CONFIRMED, FaceTracker
+from face_id_ros.core.tracking import CONFIRMED, FaceTracker, judge_still
 from face_id_ros.evaluation.soak import face_tiles
 import numpy as np
 import pytest
@@ -38,12 +39,17 @@ CONFIG = TrackerConfig(iou_threshold=0.3, window=5, confirm_frames=3, max_gap_s=
                        recheck_landmark_shift=0.06)
 # Five landmarks in box widths: eyes, nose, mouth corners.
 SHAPE = np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]])
+# An appearance signature (core.appearance): a 16x16 grey thumbnail; ANOTHER_LOOK is another
+# face's (uncorrelated with it).
+LOOK_PIXELS = np.random.default_rng(1).integers(0, 256, (16, 16), np.uint8)
+LOOK, ANOTHER_LOOK = signatures([
+    LOOK_PIXELS, np.random.default_rng(2).integers(0, 256, (16, 16), np.uint8)])
 
 
 def decided(decision, cosine=0.7):
     """Return a FaceMatch deciding ``decision`` with a plausible candidate list."""
     best = 'P-0001' if decision == UNKNOWN else decision
-    return FaceMatch(decision, (Candidate(best, cosine, (cosine + 1.0) / 2.0),))
+    return FaceMatch(decision, (Candidate(best, cosine, cosine),))
 
 
 class Camera:
@@ -53,12 +59,13 @@ class Camera:
         self.tracker = FaceTracker(config)
         self.frame, self.embedded, self.revision = 0, 0, 1
 
-    def show(self, decision, x=100.0, size=80.0, shape=SHAPE):
+    def show(self, decision, x=100.0, size=80.0, shape=SHAPE, look=LOOK):
         """One frame: the face at ``x``; ``decision`` is what an embedding would say."""
         stamp = self.frame / FPS
         box = np.array([[x, 100.0, x + size, 100.0 + size]])
         landmarks = [box[0, :2] + shape * size]
-        plan = self.tracker.plan(stamp, box, landmarks, self.revision)
+        plan = self.tracker.plan(stamp, box, landmarks, self.revision,
+                                 None if look is None else [look])
         matches = [decided(decision) if plan.fresh[0] else None]
         self.embedded += int(plan.fresh[0])
         [face] = self.tracker.update(stamp, box, matches, plan=plan)
@@ -84,7 +91,7 @@ def test_a_carried_frame_says_which_embedding_its_evidence_came_from():
     assert not carried.fresh and carried.patient_id == 'P-0001'
     latest = carried.evidence[-1]
     assert (latest.stamp, latest.embedded_at, latest.fresh) == (4 / FPS, 2 / FPS, False)
-    assert latest.score == pytest.approx(0.85)  # the embedding's score, not a new one
+    assert latest.score == pytest.approx(0.7)  # the embedding's score, not a new one
     assert carried.candidates == faces[2].candidates
     assert [item.fresh for item in carried.evidence] == [True, True, True, False, False]
 
@@ -96,7 +103,8 @@ def test_faces_not_confirmed_are_embedded_every_frame():
     assert faces[-1].status == UNKNOWN
 
 
-@pytest.mark.parametrize('change', ['box jump', 'box resize', 'landmarks', 'gallery'])
+@pytest.mark.parametrize('change', ['box jump', 'box resize', 'landmarks', 'gallery', 'look',
+                                    'no look'])
 def test_a_face_that_may_have_changed_is_embedded_at_once(change):
     camera = Camera()
     for _ in range(5):
@@ -110,6 +118,15 @@ def test_a_face_that_may_have_changed_is_embedded_at_once(change):
         moved = SHAPE.copy()
         moved[4, 0] += 0.08  # one mouth corner
         face = camera.show('P-0001', shape=moved)
+    elif change == 'look':  # same box, same landmarks, another face
+        face = camera.show('P-0001', look=ANOTHER_LOOK)
+        # What was seen before is no evidence for whoever stands there now.
+        assert face.fresh and face.status != CONFIRMED and len(face.evidence) == 1
+        assert [camera.show('P-0001', look=ANOTHER_LOOK).status for _ in range(2)] == [
+            'pending', CONFIRMED]
+        return
+    elif change == 'no look':  # nothing to compare with: fail closed
+        face = camera.show('P-0001', look=None)
     else:
         camera.revision += 1
         face = camera.show('P-0001')
@@ -118,8 +135,11 @@ def test_a_face_that_may_have_changed_is_embedded_at_once(change):
 
 def test_a_small_movement_is_not_a_change():
     camera = Camera()
-    faces = [camera.show('P-0001', x=100.0 + 2.0 * index,
-                         shape=SHAPE + 0.01 * (index % 2)) for index in range(10)]
+    noise = np.random.default_rng(3)
+    faces = [camera.show('P-0001', x=100.0 + 2.0 * index, shape=SHAPE + 0.01 * (index % 2),
+                         look=signatures([np.clip(LOOK_PIXELS + noise.normal(0, 8, (16, 16)),
+                                                  0, 255).astype(np.uint8)])[0])
+             for index in range(10)]
     assert [face.fresh for face in faces[3:]] == [False] * 7
 
 
@@ -221,6 +241,53 @@ def test_a_patient_replaced_in_the_same_box_is_caught_within_the_recheck_period(
     assert confirmed_b, 'the second person is confirmed afresh in the end'
     fresh_since_swap = sum(face.fresh for face in swapped[first_fresh:confirmed_b[0] + 1])
     assert fresh_since_swap >= pipeline.config.tracker.confirm_frames
+
+
+def shaken(image, rng):
+    """Return the photo moved, turned, scaled, re-lit, noised and JPEG-compressed a little."""
+    import cv2
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), rng.uniform(-3, 3),
+                                     rng.uniform(0.95, 1.05))
+    matrix[:, 2] += rng.uniform(-5, 5, 2)
+    moved = cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
+    lit = moved.astype(np.float32) * rng.uniform(0.8, 1.2) + rng.normal(0, 3, moved.shape)
+    ok, data = cv2.imencode('.jpg', np.clip(lit, 0, 255).astype(np.uint8),
+                            [cv2.IMWRITE_JPEG_QUALITY, 75])
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
+def test_the_look_tells_the_same_face_from_another_in_its_place(portrait):
+    if not LFW_DIR.is_dir():
+        pytest.skip('../shared/data LFW is absent')
+    pipeline = Pipeline(PipelineConfig())
+    threshold = pipeline.config.tracker.recheck_min_look
+    people = sorted((LFW_DIR / 'images').iterdir())[:40]
+    photos = [read_image(sorted(person.glob('*.jpg'))[0]) for person in people]
+
+    def look(image):
+        return pipeline.describe(image).looks[0]
+
+    rng = np.random.default_rng(0)
+    for photo in photos[:5]:  # the same face, a little changed: no re-embedding
+        reference = look(photo)
+        assert min(same_look(reference, look(shaken(photo, rng))) for _ in range(4)) \
+            >= threshold
+    for first, second in zip(photos[:20], photos[20:]):  # another face: re-embed
+        assert same_look(look(first), look(second)) < threshold
+    [flat] = signatures([np.full((16, 16), 128, np.uint8)])
+    assert flat is None and same_look(flat, LOOK) == 0.0
+
+
+def test_a_photo_is_judged_alone_and_a_masked_face_against_bare_templates_stays_pending():
+    named = FaceMatch('P-0001', (Candidate('P-0001', 0.8, 0.8),))
+    assert judge_still('still-1', named).status == CONFIRMED
+    assert judge_still('still-1', named).patient_id == 'P-0001'
+    assert judge_still('still-1', decided(UNKNOWN)).status == UNKNOWN
+    bare_only = FaceMatch('P-0001', (Candidate('P-0001', 0.8, 0.8),), like_templates=False)
+    masked = judge_still('still-1', bare_only, (0.97, True))
+    assert (masked.status, masked.patient_id, masked.masked) == ('pending', None, True)
+    assert judge_still('still-1', bare_only, (0.02, False)).status == CONFIRMED
 
 
 def test_bench_enrols_the_faces_shown_so_they_are_confirmed(tiny_model, capsys):

@@ -17,15 +17,18 @@
 from face_id_ros.core.matching import Candidate
 from face_id_ros.core.patient_id import patient_detections
 from face_id_ros.core.pipeline import FrameResult
-from face_id_ros.core.ros_messages import build_detection_array, rosbags_typestore
-from face_id_ros.core.tracking import TrackedFace
+from face_id_ros.core.ros_messages import build_detection_array, is_fresh, rosbags_typestore
+from face_id_ros.core.tracking import Evidence, TrackedFace
 import numpy as np
 import pytest
 
 
-def tracked(track_id, status, patient_id, scores):
-    candidates = tuple(Candidate(pid, 2 * score - 1, score) for pid, score in scores)
-    return TrackedFace(track_id, status, patient_id, candidates, (), 3)
+def tracked(track_id, status, patient_id, scores, embedded_at=None):
+    candidates = tuple(Candidate(pid, score, score) for pid, score in scores)
+    evidence = (Evidence(12.5, patient_id or status, scores[0][1] if scores else None,
+                         embedded_at=embedded_at),)
+    return TrackedFace(track_id, status, patient_id, candidates, evidence, 3,
+                       fresh=embedded_at is None)
 
 
 @pytest.fixture
@@ -75,3 +78,23 @@ def test_an_empty_frame_gives_an_empty_array():
     message = build_detection_array(store.types, header, [])
     raw = store.serialize_cdr(message, 'vision_msgs/msg/Detection2DArray')
     assert store.deserialize_cdr(raw, 'vision_msgs/msg/Detection2DArray').detections == []
+
+
+def test_each_detection_header_says_when_its_identity_was_embedded():
+    faces = [tracked('face-1', 'confirmed', 'P-0042', [('P-0042', 0.91)]),
+             tracked('face-2', 'confirmed', 'P-0007', [('P-0007', 0.8)], embedded_at=12.2)]
+    boxes = [np.array([10, 20, 110, 140]), np.array([200, 50, 260, 120])]
+    store = rosbags_typestore()
+    Header = store.types['std_msgs/msg/Header']
+    Time = store.types['builtin_interfaces/msg/Time']
+    header = Header(stamp=Time(sec=12, nanosec=500000000), frame_id='camera_optical')
+    message = build_detection_array(store.types, header,
+                                    patient_detections(FrameResult(12.5, faces, boxes, {}, 4)))
+    decoded = store.deserialize_cdr(store.serialize_cdr(
+        message, 'vision_msgs/msg/Detection2DArray'), 'vision_msgs/msg/Detection2DArray')
+    fresh, carried = decoded.detections
+    assert is_fresh(fresh, decoded.header) and not is_fresh(carried, decoded.header)
+    assert (fresh.header.stamp.sec, fresh.header.stamp.nanosec) == (12, 500000000)
+    assert (carried.header.stamp.sec, carried.header.stamp.nanosec) == (12, 200000000)
+    assert carried.header.frame_id == 'camera_optical'
+    assert carried.results[0].hypothesis.class_id == 'P-0007'  # still confirmed, not fresh

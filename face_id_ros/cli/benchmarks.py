@@ -51,6 +51,22 @@ def add_commands(commands):
     parser.set_defaults(handler=run_eval_openset)
 
     parser = commands.add_parser(
+        'swap-benchmark', help='a confirmed patient, then a stranger in the same place: is '
+                               'the stranger ever named (pipeline, /patient_id, gate)?')
+    parser.add_argument('--lfw', required=True, help='folder with images/<person>/')
+    parser.add_argument('--patients', type=int, default=5)
+    parser.add_argument('--enrol-photos', type=int, default=3)
+    parser.add_argument('--strangers', type=int, default=400)
+    parser.add_argument('--patient-frames', type=int, default=3,
+                        help="frames of the patient's enrolment photo before the swap")
+    parser.add_argument('--stranger-frames', type=int, default=3)
+    parser.add_argument('--fps', type=float, default=15.0)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--out', default='swap_benchmark', help='folder for the report')
+    add_common_options(parser, gallery=False)
+    parser.set_defaults(handler=run_swap_benchmark)
+
+    parser = commands.add_parser(
         'calibrate-landmarks',
         help='where the detector puts its landmarks on faces already aligned to the template')
     parser.add_argument('faces', help='folder of aligned face canvases (searched recursively)')
@@ -164,6 +180,15 @@ def run_eval_openset(args):
     benchmarks.eval_openset(load_config(args), args.lfw, args.out, args.patients,
                             args.enrol_photos, args.min_photos, args.strangers, args.seed)
     return 0
+
+
+def run_swap_benchmark(args):
+    """Swap confirmed patients for strangers in the same place; exit 1 if one is named."""
+    from face_id_ros.evaluation.swap_benchmark import swap_benchmark
+    report = swap_benchmark(load_config(args), args.lfw, args.out, args.patients,
+                            args.enrol_photos, args.strangers, args.patient_frames,
+                            args.stranger_frames, args.fps, args.seed)
+    return 1 if report['failures'] else 0
 
 
 def run_calibrate_landmarks(args):

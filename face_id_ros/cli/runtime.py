@@ -243,38 +243,80 @@ def run_gallery_audit(args):
 
 def _add_identify(commands):
     parser = commands.add_parser(
-        'identify', help='identify the faces in images or a video file')
+        'identify', help='identify the faces in photos (each judged on its own), or in a '
+                         'video or a --sequence of frames (tracked over time)')
     parser.add_argument('inputs', nargs='+', help='image files, folders or one video file')
+    parser.add_argument('--sequence', action='store_true',
+                        help='the images are consecutive frames of one camera (at --fps): '
+                             'track faces and confirm over several frames, as on the robot; '
+                             'a video file always is')
     parser.add_argument('--annotate', help='folder (images) or file (video) for annotated copies')
     parser.add_argument('--fps', type=float, default=15.0,
-                        help='frame rate assumed for image sequences treated as video')
+                        help='frame rate of a --sequence of images')
     add_common_options(parser)
     parser.set_defaults(handler=run_identify)
 
 
 def run_identify(args):
-    """Print one JSON line per frame: every face with its status, patient and candidates."""
+    """
+    Print one JSON line per frame: every face with its status, patient and candidates.
+
+    Photos are judged each on its own (``Pipeline.identify_still``); a video file or a
+    ``--sequence`` goes through the tracker as camera frames do. An unreadable file is
+    reported (a JSON line with ``error``, a line on stderr) and skipped; the exit status is
+    then 1, after every other file was identified.
+    """
+    import sys
     from face_id_ros.core.annotate import draw_results
     pipeline, _ = open_pipeline(args)
-    writer = None
+    video = is_video(args.inputs)
+    mode = SEQUENCE if video or args.sequence else STILL
+    writer, unreadable = None, 0
     for index, (name, frame, stamp) in enumerate(iter_frames(args.inputs, args.fps)):
-        result = pipeline.process(frame, stamp)
-        print(json.dumps(frame_record(name, result)))
+        if isinstance(frame, FaceIdError):
+            unreadable += 1
+            print(json.dumps({'frame': name, 'mode': mode, 'error': str(frame)}))
+            print(f'face-id: skipped {name}: {frame}', file=sys.stderr)
+            continue
+        if mode == STILL:
+            result = pipeline.identify_still(frame, stamp)
+        else:
+            result = pipeline.process(frame, stamp)
+        record = frame_record(name, result, mode)
         if args.annotate:
-            writer = write_annotated(args.annotate, name, draw_results(frame, result), writer,
-                                     args.fps, video=len(args.inputs) == 1 and
-                                     Path(args.inputs[0]).suffix.lower() not in IMAGE_SUFFIXES
-                                     and not Path(args.inputs[0]).is_dir())
+            writer, record['annotated'] = write_annotated(
+                args.annotate, index, name, draw_results(frame, result), writer, args.fps,
+                video)
+        print(json.dumps(record))
     if writer is not None:
         writer.release()
+    if unreadable:
+        print(f'face-id: {unreadable} input(s) could not be read (see "error" above)',
+              file=sys.stderr)
+        return 1
     return 0
 
 
-def iter_frames(inputs, fps):
-    """Yield (name, BGR frame, stamp in seconds) from one video file or from images."""
-    import cv2
+STILL = 'still'
+SEQUENCE = 'sequence'
+
+
+def is_video(inputs):
+    """Whether ``inputs`` is one video file (anything but an image file or a folder)."""
     first = Path(inputs[0])
-    if len(inputs) == 1 and first.is_file() and first.suffix.lower() not in IMAGE_SUFFIXES:
+    return len(inputs) == 1 and first.is_file() and first.suffix.lower() not in IMAGE_SUFFIXES
+
+
+def iter_frames(inputs, fps):
+    """
+    Yield (name, BGR frame, stamp in seconds) from one video file or from images.
+
+    An image that cannot be read yields its FaceIdError in place of the frame, so the
+    caller can report it and go on.
+    """
+    import cv2
+    if is_video(inputs):
+        first = Path(inputs[0])
         capture = cv2.VideoCapture(str(first))
         if not capture.isOpened():
             raise FaceIdError(f'cannot open video {first}')
@@ -289,17 +331,28 @@ def iter_frames(inputs, fps):
         capture.release()
         return
     for index, path in enumerate(image_files(inputs)):
-        yield str(path), read_image(path), index / fps
+        try:
+            image = read_image(path)
+        except FaceIdError as error:
+            image = error
+        yield str(path), image, index / fps
 
 
-def frame_record(name, result):
-    """Return a JSON-ready summary of one frame's result."""
+def frame_record(name, result, mode=SEQUENCE):
+    """
+    Return a JSON-ready summary of one frame's result.
+
+    ``fresh`` says whether the face's identity was embedded in this frame; a tracked face
+    that looks unchanged carries its last embedding's (``false``). Scores are cosines
+    clipped at 0, the scale of the threshold.
+    """
     faces = []
     for face, box in zip(result.faces, result.boxes):
         faces.append({
             'track': face.track_id,
             'status': face.status,
             'patient_id': face.patient_id,
+            'fresh': face.fresh,
             'box': [round(float(value), 1) for value in box],
             'candidates': [{'patient_id': candidate.patient_id,
                             'score': round(candidate.score, 4)}
@@ -307,7 +360,7 @@ def frame_record(name, result):
             'masked': face.masked,
             'mask_probability': mask_probability(face),
         })
-    return {'frame': name, 'stamp': round(result.stamp, 3), 'faces': faces,
+    return {'frame': name, 'mode': mode, 'stamp': round(result.stamp, 3), 'faces': faces,
             'gallery_revision': result.gallery_revision}
 
 
@@ -316,8 +369,13 @@ def mask_probability(face):
     return None if face.masked is None else round(face.mask_probability, 4)
 
 
-def write_annotated(target, name, image, writer, fps, video):
-    """Write one annotated frame to a video writer or into a folder of images."""
+def write_annotated(target, index, name, image, writer, fps, video):
+    """
+    Write one annotated frame to a video writer or into a folder; return (writer, path).
+
+    Images are named after their input, prefixed by their place in the input list, so two
+    photos of the same name in different folders never overwrite each other.
+    """
     import cv2
     if video:
         if writer is None:
@@ -325,10 +383,12 @@ def write_annotated(target, name, image, writer, fps, video):
             writer = cv2.VideoWriter(target, cv2.VideoWriter_fourcc(*'mp4v'), fps,
                                      (width, height))
         writer.write(image)
-        return writer
+        return writer, target
     os.makedirs(target, exist_ok=True)
-    cv2.imwrite(os.path.join(target, Path(name).stem + '_annotated.jpg'), image)
-    return None
+    path = os.path.join(target, f'{index:05d}_{Path(name).stem}_annotated.jpg')
+    if not cv2.imwrite(path, image):
+        raise FaceIdError(f'cannot write the annotated frame {path}')
+    return None, path
 
 
 # model --------------------------------------------------------------------------------------

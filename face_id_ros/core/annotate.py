@@ -33,6 +33,8 @@ def draw_results(image, result):
         if face.candidates:
             label += f' {face.candidates[0].score:.2f}'
         label = f'{face.track_id} {label}' + MASK_LABELS[face.masked]
+        if not face.fresh:  # the identity carried from an earlier frame's embedding
+            label += ' (carried)'
         (width, height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         top = max(y1 - height - 6, 0)
         cv2.rectangle(canvas, (x1, top), (x1 + width + 4, top + height + 6), colour, -1)

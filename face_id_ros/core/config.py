@@ -94,10 +94,18 @@ def sorted_keys(mapping):
                   key=lambda key: (not isinstance(key, str), key))
 
 
-def setting(default, doc, low=None, high=None, choices=None):
-    """Declare a config field with its description and its allowed values."""
-    return field(default=default,
-                 metadata={'doc': doc, 'low': low, 'high': high, 'choices': choices})
+# The word a threshold takes for "the model's recommendation".
+AUTO = 'auto'
+
+
+def setting(default, doc, low=None, high=None, choices=None, words=None):
+    """
+    Declare a config field with its description and its allowed values.
+
+    With ``words`` the field is a number in [low, high] or one of those words (``auto``).
+    """
+    return field(default=default, metadata={
+        'doc': doc, 'low': low, 'high': high, 'choices': choices, 'words': words})
 
 
 @dataclass(frozen=True)
@@ -130,9 +138,14 @@ class EmbedderConfig:
 class MatcherConfig:
     """Open-set matching against the gallery (cosine similarity)."""
 
-    threshold: float = setting(
-        -2.0, 'Cosine similarity a match needs; below -1: use the model recommendation.',
-        -2.0, 1.0)
+    threshold: object = setting(
+        AUTO, "Cosine similarity a match needs, in [0, 1], or auto: the model's recommended "
+        'threshold (from its metadata). A number below the recommendation is refused unless '
+        'allow_below_model_threshold is true.', 0.0, 1.0, words=(AUTO,))
+    allow_below_model_threshold: bool = setting(
+        False, "Accept a threshold below the model's recommendation (more strangers will "
+        'match patients); every start then logs a warning with both numbers. For '
+        'experiments, never on a ward.')
     margin: float = setting(0.05, 'Lead the best patient needs over the runner-up.', 0.0, 2.0)
     top_k: int = setting(3, 'Candidates reported per face.', 1, 50)
 
@@ -167,6 +180,14 @@ class TrackerConfig:
         'another face. Measured on LFW faces: one face drifting and changing brightness '
         'passed 0.06 in 10% of frames; two people in one place differ by 0.09 (median), 86% '
         'by more than 0.06.', 0.0, 1.0)
+    recheck_min_look: float = setting(
+        0.9, 'A confirmed face is embedded again at once when its look (a 16x16 grey thumbnail '
+        'of the aligned face) correlates less than this with its look at its last embedding: '
+        "someone else may stand in the same box with landmarks much like the patient's, so "
+        'its evidence starts afresh too. '
+        'Measured on LFW: a face moved, turned, scaled, re-lit, noised and JPEG-compressed '
+        'correlates 0.89 or more with itself (median 0.98); 400 strangers in its place at most '
+        '0.74. At least 0.8, so the test cannot be switched off by mistake.', 0.8, 1.0)
 
 
 @dataclass(frozen=True)
@@ -339,6 +360,14 @@ def check_value(item, value, where):
     """Coerce ``value`` to the field's type and check its range; raise ConfigError."""
     kind = type(item.default)
     shown = short_repr(value)
+    meta = item.metadata
+    if meta.get('words'):
+        if isinstance(value, str):
+            if value in meta['words']:
+                return value
+            raise ConfigError(f'{where}: {shown} is neither a number nor one of '
+                              f'{list(meta["words"])}')
+        kind = float
     if kind is bool and not isinstance(value, bool):
         raise ConfigError(f'{where}: expected true or false, got {shown}')
     if kind in (int, float):
@@ -356,7 +385,6 @@ def check_value(item, value, where):
         value = _yaml_word(value, item.metadata['choices'])
         if not isinstance(value, str):
             raise ConfigError(f'{where}: expected text, got {shown}')
-    meta = item.metadata
     if meta['choices'] and value not in meta['choices']:
         raise ConfigError(f'{where}: {shown} is not one of {list(meta["choices"])}')
     if meta['low'] is not None and value < meta['low']:

@@ -19,6 +19,10 @@ A patient's similarity is the best cosine over their templates. A face is named 
 that similarity reaches the threshold and leads the runner-up patient by the margin;
 otherwise it is ``unknown``: an unenrolled person is never the nearest patient.
 
+Scores are on one scale everywhere: the cosine the threshold is in. A candidate's ``score``
+(JSON, ``/patient_id``, the gate's evidence) is that cosine clipped at 0, so it lies in
+[0, 1] as the message contract wants; a negative cosine is no closer to any threshold.
+
 A face known to wear a mask (or known not to) is compared with the templates of its own
 kind where the patient has any, as a masked face and a bare one of the same person are
 further apart than two masked ones; ``FaceMatch.like_templates`` says whether the best
@@ -27,7 +31,8 @@ candidate was scored that way, so the tracker can ask for more evidence when not
 
 from dataclasses import dataclass
 
-from face_id_ros.core.errors import ConfigError, GalleryError
+from face_id_ros.core.config import AUTO
+from face_id_ros.core.errors import ConfigError, GalleryError, ModelError
 import numpy as np
 
 UNKNOWN = 'unknown'
@@ -35,7 +40,7 @@ UNKNOWN = 'unknown'
 
 @dataclass(frozen=True)
 class Candidate:
-    """One patient's similarity to a face; ``score`` maps the cosine onto [0, 1]."""
+    """One patient's similarity to a face: the cosine, and ``score``, the cosine clipped at 0."""
 
     patient_id: str
     cosine: float
@@ -56,18 +61,43 @@ class FaceMatch:
         return self.candidates[0].score if self.candidates else None
 
 
+def resolve_threshold(config, recommended):
+    """
+    Return the cosine threshold a MatcherConfig asks for, and a warning or None.
+
+    ``auto`` is the model's ``recommended`` threshold. A number below it is refused
+    (ConfigError) unless ``allow_below_model_threshold``; then the warning gives both
+    numbers, for every start to log. A recommendation outside [0, 1] is a ModelError.
+    """
+    if not 0.0 <= recommended <= 1.0:
+        raise ModelError(f'the model recommends the cosine threshold {recommended!r}, outside '
+                         '[0, 1]: set its metadata right (face-id model stamp)')
+    if config.threshold == AUTO:
+        return float(recommended), None
+    threshold = float(config.threshold)
+    if threshold >= recommended:
+        return threshold, None
+    if not config.allow_below_model_threshold:
+        raise ConfigError(f"matcher.threshold {threshold:g} is below the model's recommended "
+                          f'{recommended:g}, so more strangers would match patients: use auto '
+                          'or a higher value (matcher.allow_below_model_threshold: true '
+                          'allows it, for experiments)')
+    return threshold, (f"matcher.threshold {threshold:g} is below the model's recommended "
+                       f'{recommended:g} (allow_below_model_threshold): more strangers will '
+                       'match patients')
+
+
 def match(embeddings, snapshot, config, threshold, masked=None):
     """
     Match (N, D) face embeddings against a snapshot; return one FaceMatch per face.
 
-    ``threshold`` is the resolved cosine threshold in [-1, 1] (the caller replaces the
-    config's "use the model's recommendation" value). Rows that are not finite or are all
-    zeros match nobody. ``masked`` (N,) says per face whether it wears a mask (None: not
-    known, every template counts alike).
+    ``threshold`` is the resolved cosine threshold in [0, 1] (``resolve_threshold``). Rows
+    that are not finite or are all zeros match nobody. ``masked`` (N,) says per face whether
+    it wears a mask (None: not known, every template counts alike).
     """
-    if not -1.0 <= threshold <= 1.0:
-        raise ConfigError(f'match threshold {threshold!r} is not a cosine in [-1, 1]; '
-                          "resolve the model's recommended threshold first")
+    if isinstance(threshold, str) or not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f'match threshold {threshold!r} is not a cosine in [0, 1]; '
+                          'resolve it first (resolve_threshold)')
     faces = np.asarray(embeddings, dtype=np.float32)
     if not faces.size:
         return []
@@ -133,7 +163,7 @@ def _decide(patient_ids, similarities, order, config, threshold, like_templates)
     named = best >= threshold and lead >= config.margin and lead > 0.0
     candidates = tuple(
         Candidate(str(patient_ids[index]), float(similarities[index]),
-                  float(np.clip((similarities[index] + 1.0) / 2.0, 0.0, 1.0)))
+                  float(np.clip(similarities[index], 0.0, 1.0)))
         for index in order[:config.top_k])
     return FaceMatch(str(patient_ids[order[0]]) if named else UNKNOWN, candidates,
                      like_templates)

@@ -18,6 +18,12 @@ The ``/patient_id`` contract as plain data, independent of any ROS message libra
 One ``PatientDetection`` per face. ``hypotheses[0]`` is the decision: a patient id only when
 the temporal policy confirmed it, else ``unknown`` or ``pending``; its score is the best
 candidate's, so the list stays sorted. The other candidates follow, best first, for logs.
+Scores are cosines clipped at 0 (``core.matching``), the threshold's scale.
+
+``embedded_at`` says where the identity comes from: None when this frame's face was embedded
+in this frame (fresh), else the stamp of the earlier frame whose embedding the tracker
+carried. On the message it is each detection's ``header.stamp`` (``core.ros_messages``):
+the image's own stamp when fresh, that earlier frame's stamp when carried.
 
 Whether a face wears a mask goes out beside it (``face_id/masks``), never into these
 hypotheses, so that ``/patient_id`` means what it always meant: the same header, track ids
@@ -47,7 +53,12 @@ class Hypothesis:
 
 @dataclass(frozen=True)
 class PatientDetection:
-    """One face: track id, box centre and size in source-image pixels, hypotheses."""
+    """
+    One face: track id, box centre and size in source-image pixels, hypotheses.
+
+    ``embedded_at`` is None when the identity was embedded in this frame (fresh), else the
+    stamp (seconds) of the earlier frame whose embedding it carries.
+    """
 
     track_id: str
     center_x: float
@@ -55,6 +66,12 @@ class PatientDetection:
     size_x: float
     size_y: float
     hypotheses: tuple
+    embedded_at: float | None = None
+
+    @property
+    def fresh(self):
+        """Whether this frame's own embedding made the decision."""
+        return self.embedded_at is None
 
     @property
     def class_id(self):
@@ -99,4 +116,4 @@ def _detection(face, box, hypotheses):
     """One face of a message: its track, its box as centre and size, its hypotheses."""
     x1, y1, x2, y2 = (float(value) for value in box)
     return PatientDetection(face.track_id, (x1 + x2) / 2.0, (y1 + y2) / 2.0, x2 - x1,
-                            y2 - y1, hypotheses)
+                            y2 - y1, hypotheses, face.embedded_at)

@@ -15,15 +15,17 @@
 """The one pipeline every entry point uses: frame in, per-face identities out."""
 
 from dataclasses import dataclass, field
+import logging
 import time
 
 from face_id_ros.core.alignment import align_face, detector_template
+from face_id_ros.core.appearance import FaceLooks
 from face_id_ros.core.detection import make_detector
 from face_id_ros.core.embedding import OnnxEmbedder
 from face_id_ros.core.gallery import GallerySnapshot
-from face_id_ros.core.matching import match
+from face_id_ros.core.matching import match, resolve_threshold
 from face_id_ros.core.resources import default_model_path
-from face_id_ros.core.tracking import FaceTracker
+from face_id_ros.core.tracking import FaceTracker, judge_still
 import numpy as np
 
 
@@ -34,6 +36,7 @@ class FaceBatch:
 
     ``rows`` are the faces that were aligned and embedded, in the order of ``crops``,
     ``embeddings`` and ``mask_probabilities`` (NaN where the model cannot tell); None: all.
+    ``looks`` are every face's appearance signature (``core.appearance``), for the tracker.
     """
 
     faces: list
@@ -42,6 +45,7 @@ class FaceBatch:
     mask_probabilities: np.ndarray
     timings_ms: dict = field(default_factory=dict)
     rows: tuple | None = None
+    looks: tuple = ()
 
     @property
     def embedded_rows(self):
@@ -86,9 +90,11 @@ class Pipeline:
                                      config.embedder.threads, config.embedder.flip_sum)
         self.template = detector_template(self.detector.landmark_set,
                                           self.embedder.metadata.template)
-        threshold = config.matcher.threshold
-        recommended = self.embedder.metadata.cosine_threshold
-        self.threshold = threshold if threshold >= -1.0 else recommended
+        self.face_looks = FaceLooks(self.template, self.embedder.input_size)
+        self.threshold, self.threshold_warning = resolve_threshold(
+            config.matcher, self.embedder.metadata.cosine_threshold)
+        if self.threshold_warning:
+            logging.getLogger('face_id_ros').warning(self.threshold_warning)
         self.tracker = FaceTracker(config.tracker)
         self.snapshot = snapshot or GallerySnapshot.empty(self.embedder.embedding_size)
 
@@ -100,13 +106,41 @@ class Pipeline:
         """Detect, align and embed every face of a BGR frame (no matching, no tracking)."""
         timings = {}
         faces = self._detect(image, timings)
-        return self._embed(image, faces, None, timings)
+        looks = self._looks(image, faces, timings)
+        batch = self._embed(image, faces, None, timings)
+        batch.looks = looks
+        return batch
+
+    def identify_still(self, image, stamp=0.0):
+        """
+        Judge each face of a still photo on its own embedding; return a FrameResult.
+
+        No tracking: a photo is not a video frame (``tracking.judge_still``). Faces are
+        named ``still-1``, ``still-2``... in detection order.
+        """
+        batch = self.describe(image)
+        started = time.perf_counter()
+        masks = batch.masks(self.embedder.metadata.mask_threshold)
+        matched = match(batch.embeddings, self.snapshot, self.config.matcher, self.threshold,
+                        self._masked(masks))
+        faces = [judge_still(f'still-{row + 1}', face_match, mask)
+                 for row, (face_match, mask) in enumerate(zip(matched, masks))]
+        timings = {**batch.timings_ms, 'match': _elapsed_ms(started)}
+        return FrameResult(stamp, faces, list(_boxes(batch.faces)), timings,
+                           self.snapshot.revision)
 
     def _detect(self, image, timings):
         started = time.perf_counter()
         faces = self.detector.detect(image)
         timings['detect'] = _elapsed_ms(started)
         return faces
+
+    def _looks(self, image, faces, timings):
+        """Return every face's appearance signature, the tracker's test that it is unchanged."""
+        started = time.perf_counter()
+        looks = self.face_looks.looks(image, [face.landmarks for face in faces])
+        timings['look'] = _elapsed_ms(started)
+        return looks
 
     def _embed(self, image, faces, rows, timings):
         """Align and embed the faces ``rows`` (None: all); return the frame's FaceBatch."""
@@ -136,9 +170,10 @@ class Pipeline:
         """
         timings, snapshot = {}, self.snapshot
         faces = self._detect(image, timings)
+        looks = self._looks(image, faces, timings)
         started = time.perf_counter()
         plan = self.tracker.plan(stamp, _boxes(faces), [face.landmarks for face in faces],
-                                 snapshot.revision)
+                                 snapshot.revision, looks)
         planned_ms = _elapsed_ms(started)
         batch = self._embed(image, faces, plan.fresh_rows, timings)
         return self._conclude(batch, stamp, plan, snapshot, planned_ms)
@@ -154,16 +189,16 @@ class Pipeline:
         snapshot = self.snapshot
         started = time.perf_counter()
         plan = self.tracker.plan(stamp, _boxes(batch.faces),
-                                 [face.landmarks for face in batch.faces], snapshot.revision)
+                                 [face.landmarks for face in batch.faces], snapshot.revision,
+                                 batch.looks or None)
         return self._conclude(batch, stamp, plan, snapshot, _elapsed_ms(started))
 
     def _conclude(self, batch, stamp, plan, snapshot, planned_ms):
         """Match the planned faces' embeddings, track every face; 'match' includes the plan."""
         started = time.perf_counter()
         masks = batch.masks(self.embedder.metadata.mask_threshold)
-        masked = None if not self.embedder.has_mask_output else [flag for _, flag in masks]
         matched = match(batch.embeddings, snapshot, self.config.matcher, self.threshold,
-                        masked)
+                        self._masked(masks))
         matches = [None] * len(batch.faces)
         face_masks = [(float('nan'), None)] * len(batch.faces)
         for row, face_match, mask in zip(batch.embedded_rows, matched, masks):
@@ -174,6 +209,10 @@ class Pipeline:
         timings = {**batch.timings_ms, 'match': planned_ms + _elapsed_ms(started)}
         return FrameResult(stamp, tracked, list(boxes), timings, snapshot.revision,
                            [face.landmarks for face in batch.faces])
+
+    def _masked(self, masks):
+        """Return each face's mask call for the matcher; None when the model cannot tell."""
+        return None if not self.embedder.has_mask_output else [flag for _, flag in masks]
 
 
 def _boxes(faces):

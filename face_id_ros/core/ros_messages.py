@@ -19,6 +19,11 @@ rclpy's generated classes and the ``rosbags`` dataclasses both take every field 
 so one builder serves the node (live topics) and the offline tools (bags written without ROS);
 it lives in the core because both the nodes and evaluation's bag replay use it.
 ``rosbags`` lacks vision_msgs: its 4.x definitions (Humble, Jazzy) are registered here.
+
+Each ``Detection2D``'s header is the source image's header when the face's identity was
+embedded in that image (fresh); when the tracker carried it from an earlier frame's
+embedding, the header has that frame's stamp (same ``frame_id``). So ``detection.header.stamp
+== array.header.stamp`` exactly when the identity is fresh (``is_fresh``).
 """
 
 import numpy as np
@@ -46,7 +51,8 @@ DETECTION_TYPES = ('vision_msgs/msg/Point2D', 'vision_msgs/msg/Pose2D',
                    'vision_msgs/msg/ObjectHypothesisWithPose', 'vision_msgs/msg/Detection2D',
                    'vision_msgs/msg/Detection2DArray', 'geometry_msgs/msg/PoseWithCovariance',
                    'geometry_msgs/msg/Pose', 'geometry_msgs/msg/Point',
-                   'geometry_msgs/msg/Quaternion')
+                   'geometry_msgs/msg/Quaternion', 'std_msgs/msg/Header',
+                   'builtin_interfaces/msg/Time')
 
 
 def rosbags_typestore(store='ROS2_HUMBLE'):
@@ -62,10 +68,14 @@ def rosbags_typestore(store='ROS2_HUMBLE'):
 
 def rclpy_detection_types():
     """Return the rclpy message classes ``build_detection_array`` needs (ROS installed)."""
+    from builtin_interfaces import msg as builtin
     from geometry_msgs import msg as geometry
+    from std_msgs import msg as std
     from vision_msgs import msg as vision
-    return {name: getattr(geometry if name.startswith('geometry') else vision,
-                          name.rsplit('/', 1)[1]) for name in DETECTION_TYPES}
+    modules = {'builtin_interfaces': builtin, 'geometry_msgs': geometry, 'std_msgs': std,
+               'vision_msgs': vision}
+    return {name: getattr(modules[name.split('/', 1)[0]], name.rsplit('/', 1)[1])
+            for name in DETECTION_TYPES}
 
 
 def stamp_seconds(stamp):
@@ -73,12 +83,31 @@ def stamp_seconds(stamp):
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def is_fresh(detection, array_header):
+    """Whether a ``Detection2D``'s identity was embedded in its array's own image."""
+    stamp, frame_stamp = detection.header.stamp, array_header.stamp
+    return (stamp.sec, stamp.nanosec) == (frame_stamp.sec, frame_stamp.nanosec)
+
+
+def evidence_header(types, header, embedded_at):
+    """Return ``header``, or a copy stamped ``embedded_at`` seconds (a carried identity)."""
+    if embedded_at is None:
+        return header
+    nanoseconds = round(embedded_at * 1e9)
+    if (nanoseconds // 10**9, nanoseconds % 10**9) == (header.stamp.sec, header.stamp.nanosec):
+        nanoseconds -= 1  # never equal to the frame's own stamp: that means fresh
+    seconds, nanoseconds = divmod(nanoseconds, 10**9)
+    stamp = types['builtin_interfaces/msg/Time'](sec=int(seconds), nanosec=int(nanoseconds))
+    return types['std_msgs/msg/Header'](stamp=stamp, frame_id=header.frame_id)
+
+
 def build_detection_array(types, header, detections):
     """
     Build a ``vision_msgs/Detection2DArray`` from ``PatientDetection`` objects.
 
     ``types`` maps full type names (``vision_msgs/msg/Detection2D``...) to message classes;
-    ``header`` is the source image's header, copied into the array and every detection.
+    ``header`` is the source image's header, copied into the array and into every detection
+    whose identity is fresh; a carried one gets its embedding's stamp (``evidence_header``).
     """
     def make(name, **fields):
         return types[name](**fields)
@@ -103,6 +132,7 @@ def build_detection_array(types, header, detections):
                       theta=0.0)
         bbox = make('vision_msgs/msg/BoundingBox2D', center=center,
                     size_x=detection.size_x, size_y=detection.size_y)
-        messages.append(make('vision_msgs/msg/Detection2D', header=header, results=results,
-                             bbox=bbox, id=detection.track_id))
+        messages.append(make('vision_msgs/msg/Detection2D',
+                             header=evidence_header(types, header, detection.embedded_at),
+                             results=results, bbox=bbox, id=detection.track_id))
     return make('vision_msgs/msg/Detection2DArray', header=header, detections=messages)

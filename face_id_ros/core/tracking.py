@@ -23,16 +23,24 @@ against bare templates only (the patient has no masked ones) needs more agreeing
 
 Embedding is the costly step, so a confirmed face that looks unchanged is not embedded every
 frame: ``plan`` says which faces need a fresh embedding (every face not confirmed; a confirmed
-one when its re-check period is over, the gallery changed, its box jumped or its landmarks
-moved within it), and a frame without one carries the last embedding's decision, marked not
-fresh. A re-check that disagrees drops the confirmation at once and the carried evidence
-with it, so only fresh agreeing frames confirm again.
+one when its re-check period is over, the gallery changed, its box jumped, its landmarks
+moved within it, or its look, a 16x16 thumbnail of the aligned face (``core.appearance``),
+no longer matches the one at its last embedding: someone else may stand there), and a frame
+without one carries the last embedding's decision, marked not fresh (``TrackedFace.fresh``,
+``embedded_at``). A re-check that disagrees drops the confirmation at once and the carried
+evidence with it, so only fresh agreeing frames confirm again. A confirmed face whose look
+changed starts its evidence afresh: what was seen before is no evidence for whoever stands
+there now, so a stranger in a patient's place needs ``confirm_frames`` agreeing frames of
+his own.
+
+A still photo has no track: ``judge_still`` decides each face of it on its own embedding.
 """
 
 from collections import deque
 from dataclasses import dataclass, replace
 import itertools
 
+from face_id_ros.core.appearance import same_look
 from face_id_ros.core.errors import ConfigError
 from face_id_ros.core.matching import UNKNOWN
 import numpy as np
@@ -91,6 +99,11 @@ class TrackedFace:
     fresh: bool = True
 
     @property
+    def embedded_at(self):
+        """Return the stamp of the earlier embedding this frame carries (None: fresh)."""
+        return self.evidence[-1].embedded_at if self.evidence else None
+
+    @property
     def masked(self):
         """Return this frame's mask call (True, False, or None when unknown)."""
         return self.evidence[-1].masked if self.evidence else None
@@ -102,7 +115,8 @@ class FramePlan:
     One frame's faces matched to tracks, and which of them need a fresh embedding.
 
     ``fresh[row]`` is True where face ``row`` must be embedded this frame; ``shapes`` are the
-    faces' landmarks relative to their boxes; ``revision`` the gallery revision matched.
+    faces' landmarks relative to their boxes, ``looks`` their appearance signatures (None
+    each where not given); ``revision`` the gallery revision matched.
     """
 
     stamp: float
@@ -110,6 +124,7 @@ class FramePlan:
     tracks: tuple
     shapes: tuple
     fresh: tuple
+    looks: tuple = ()
 
     @property
     def fresh_rows(self):
@@ -124,6 +139,7 @@ class _Embedding:
     stamp: float
     revision: int | None
     shape: np.ndarray | None
+    look: np.ndarray | None
     candidates: tuple
     mask_probability: float
 
@@ -162,13 +178,14 @@ class FaceTracker:
         self._tracks = []
         self._last_stamp = None
 
-    def plan(self, stamp_s, boxes, landmarks=None, revision=None):
+    def plan(self, stamp_s, boxes, landmarks=None, revision=None, looks=None):
         """
         Match one frame's face boxes to tracks; say which faces need a fresh embedding.
 
-        ``landmarks`` are the faces' (K, 2) landmark sets and ``revision`` the gallery
-        revision they will be matched against; without either, every face needs one. A stamp
-        earlier than the previous frame's (a replayed bag looping) resets the tracker.
+        ``landmarks`` are the faces' (K, 2) landmark sets, ``revision`` the gallery revision
+        they will be matched against and ``looks`` their appearance signatures
+        (``core.appearance.FaceLooks``); without any of them, every face needs one. A
+        stamp earlier than the previous frame's (a replayed bag looping) resets the tracker.
         """
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         if self._last_stamp is not None and stamp_s < self._last_stamp:
@@ -180,9 +197,12 @@ class FaceTracker:
         tracks = tuple(assigned.get(row) for row in range(len(boxes)))
         shapes = tuple(face_shape(box, points) for box, points in
                        zip(boxes, [None] * len(boxes) if landmarks is None else landmarks))
-        fresh = tuple(self._needs_embedding(track, box, shape, stamp_s, revision)
-                      for track, box, shape in zip(tracks, boxes, shapes))
-        return FramePlan(stamp_s, revision, tracks, shapes, fresh)
+        looks = (None,) * len(boxes) if looks is None else tuple(looks)
+        if len(looks) != len(boxes):
+            raise ValueError(f'{len(boxes)} boxes but {len(looks)} appearance signatures')
+        fresh = tuple(self._needs_embedding(track, box, shape, look, stamp_s, revision)
+                      for track, box, shape, look in zip(tracks, boxes, shapes, looks))
+        return FramePlan(stamp_s, revision, tracks, shapes, fresh, looks)
 
     def update(self, stamp_s, boxes, matches, masks=None, plan=None):
         """
@@ -206,8 +226,9 @@ class FaceTracker:
             if face_match is None and plan.fresh[row]:
                 raise ValueError(f'face {row} needs a fresh embedding but has no match')
             track = plan.tracks[row] or self._start_track(box)
+            look = plan.looks[row] if plan.looks else None
             faces.append(self._observe(track, stamp_s, box, face_match, mask,
-                                       plan.shapes[row], plan.revision))
+                                       plan.shapes[row], look, plan.revision))
         return faces
 
     def _associate(self, boxes):
@@ -232,7 +253,7 @@ class FaceTracker:
         self._tracks.append(track)
         return track
 
-    def _needs_embedding(self, track, box, shape, stamp_s, revision):
+    def _needs_embedding(self, track, box, shape, look, stamp_s, revision):
         """Whether a face must be embedded now: always, unless confirmed and unchanged."""
         if track is None or track.status != CONFIRMED or track.embedding is None:
             return True
@@ -242,9 +263,24 @@ class FaceTracker:
             return True
         box_overlap = iou_matrix(box[None], track.box[None])[0, 0]
         shift = float(np.abs(shape - last.shape).max())
-        return box_overlap < config.recheck_min_iou or shift > config.recheck_landmark_shift
+        if box_overlap < config.recheck_min_iou or shift > config.recheck_landmark_shift:
+            return True
+        return same_look(look, last.look) < config.recheck_min_look
 
-    def _observe(self, track, stamp_s, box, face_match, mask, shape, revision):
+    def _another_look(self, track, look):
+        """
+        Whether a confirmed face looks unlike its last embedded one (both looks known).
+
+        Only a confirmed track: faces not confirmed are embedded every frame, and resetting
+        them on every blur or turn slowed the ward round's confirmations (median 0.21 s to
+        0.39 s) without changing any outcome.
+        """
+        last = track.embedding
+        return (track.status == CONFIRMED and look is not None and last is not None
+                and last.look is not None
+                and same_look(look, last.look) < self.config.recheck_min_look)
+
+    def _observe(self, track, stamp_s, box, face_match, mask, shape, look, revision):
         """Add this frame's decision (or the carried one) to the track; decide its status."""
         track.box, track.last_seen = box, stamp_s
         track.frames_seen += 1
@@ -256,10 +292,14 @@ class FaceTracker:
         else:
             probability, masked = mask
             candidates = face_match.candidates
+            if self._another_look(track, look):
+                # Someone else may stand here: what was seen before is no evidence for them.
+                track.evidence.clear()
             track.evidence.append(Evidence(stamp_s, face_match.decision,
                                            face_match.best_score, masked,
                                            face_match.like_templates))
-            track.embedding = _Embedding(stamp_s, revision, shape, candidates, probability)
+            track.embedding = _Embedding(stamp_s, revision, shape, look, candidates,
+                                         probability)
         while stamp_s - track.evidence[0].stamp > self.config.max_gap_s:
             track.evidence.popleft()
         status, patient_id = self._status(track.evidence)
@@ -287,6 +327,28 @@ class FaceTracker:
                 or len(decisions) == self.config.window):
             return UNKNOWN, None
         return PENDING, None
+
+
+def judge_still(track_id, face_match, mask=(float('nan'), None)):
+    """
+    Decide one face of a still photo on its own embedding; return a TrackedFace.
+
+    ``confirmed`` when the matcher names a patient (threshold and margin); ``unknown`` when
+    it names nobody; ``pending`` for a masked face named against bare templates only, which
+    even a video confirms only after ``masked_confirm_frames`` agreeing frames: one photo is
+    not enough evidence.
+    """
+    probability, masked = mask
+    evidence = Evidence(0.0, face_match.decision, face_match.best_score, masked,
+                        face_match.like_templates)
+    if face_match.decision == UNKNOWN:
+        status, patient_id = UNKNOWN, None
+    elif evidence.masked_against_bare:
+        status, patient_id = PENDING, None
+    else:
+        status, patient_id = CONFIRMED, face_match.decision
+    return TrackedFace(track_id, status, patient_id, face_match.candidates, (evidence,), 1,
+                       probability, True)
 
 
 def face_shape(box, landmarks):

@@ -474,7 +474,8 @@ def bench(config, size=(640, 480), faces=1, face_width=300, encoding='bgr8', fra
         print(f'warning: the detector finds {found} of {faces} faces in the bench frame')
     if enrol:
         pipeline.set_gallery(_bench_gallery(batch.embeddings[:people]))
-    timings = {stage: [] for stage in ('decode', 'detect', 'align', 'embed', 'match', 'total')}
+    stages = ('decode', 'detect', 'look', 'align', 'embed', 'match', 'total')
+    timings = {stage: [] for stage in stages}
     confirmed = []
     for index in tqdm(range(frames + 10), desc='bench', unit='frame'):
         started = time.perf_counter()

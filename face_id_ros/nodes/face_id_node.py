@@ -175,6 +175,8 @@ class FaceIdNode(LifecycleNode):
         self._settings = stage_config_from_parameters(NodeConfig,
                                                       read_rows(self, self._node_rows))
         self._pipeline = Pipeline(config)
+        if self._pipeline.threshold_warning:  # a threshold below the model's, allowed
+            self.get_logger().warning(self._pipeline.threshold_warning)
         self._frames = FrameWorker(self._pipeline, rclpy_detection_types(),
                                    on_gallery=self._on_gallery_synced)
         self._load_gallery()

@@ -18,9 +18,11 @@ The medication gate's decision: two independent identifiers must name the order'
 A dose is granted only when the confirmed face identity (``/patient_id``), the patient on
 the medication order and a second, independent identifier (a wristband scan) all name the
 same patient, each fresh, with exactly one face in view, confirmed over several frames, and
-the model and gallery revision known. Anything else is denied with the first rule that
-failed (fail closed). Every decision carries its evidence for the audit log. No ROS here:
-the node feeds messages in and publishes the decisions.
+the model and gallery revision known, and only when the deciding frame's identity was
+embedded in that frame (not carried by the tracker from an earlier one: the face might have
+changed since). Anything else is denied with the first rule that failed (fail closed).
+Every decision carries its evidence for the audit log. No ROS here: the node feeds messages
+in and publishes the decisions.
 """
 
 from collections import deque
@@ -30,7 +32,7 @@ import json
 from face_id_ros.core.config import setting
 from face_id_ros.core.patient_id import (Hypothesis, NO_MASK, PatientDetection, PENDING,
                                          UNKNOWN)
-from face_id_ros.core.ros_messages import stamp_seconds
+from face_id_ros.core.ros_messages import is_fresh, stamp_seconds
 
 GRANT = 'grant'
 DENY = 'deny'
@@ -112,14 +114,21 @@ class Decision:
 
 
 def face_frame_from_message(msg):
-    """Turn a vision_msgs/Detection2DArray (rclpy or rosbags) into a FaceFrame."""
+    """
+    Turn a vision_msgs/Detection2DArray (rclpy or rosbags) into a FaceFrame.
+
+    A detection whose header stamp is not the array's carries an identity embedded at that
+    earlier stamp (``core.ros_messages``): its ``embedded_at``.
+    """
     faces = tuple(
         PatientDetection(detection.id, detection.bbox.center.position.x,
                          detection.bbox.center.position.y, detection.bbox.size_x,
                          detection.bbox.size_y,
                          tuple(Hypothesis(result.hypothesis.class_id,
                                           float(result.hypothesis.score))
-                               for result in detection.results))
+                               for result in detection.results),
+                         None if is_fresh(detection, msg.header)
+                         else stamp_seconds(detection.header.stamp))
         for detection in msg.detections)
     return FaceFrame(stamp_seconds(msg.header.stamp), faces)
 
@@ -246,6 +255,12 @@ class MedicationGate:
         if wristband.patient_id != order.patient_id:
             return (f'the wristband reads {wristband.patient_id}, but the order is for '
                     f'{order.patient_id}')
+        if not face.fresh:
+            # Last, so a lasting reason (wrong wristband...) is reported first: this one
+            # passes by itself within the tracker's re-check period.
+            return (f'{face.class_id} is confirmed, but the newest frame carries the identity '
+                    f'embedded {frame.stamp - face.embedded_at:.2f} s earlier: a dispense '
+                    'needs a frame whose face was embedded in that frame; ask again')
         return None
 
     def _stale_gallery(self, now):
@@ -280,6 +295,7 @@ class MedicationGate:
                 'faces_in_view': [{'track': face.track_id,
                                    'hypotheses': [[item.class_id, item.score]
                                                   for item in face.hypotheses],
+                                   'fresh': face.fresh, 'embedded_at': face.embedded_at,
                                    'mask': self._mask_of(face)}
                                   for face in self.frame.faces],
                 'confirmed_frames': self._streak_count,

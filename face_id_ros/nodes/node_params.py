@@ -42,14 +42,21 @@ class ParameterRow:
     low: object = None
     high: object = None
     choices: tuple = None
+    words: tuple = None
+
+    @property
+    def dynamic_typing(self):
+        """Whether the parameter takes a number or a word (``auto``): two ROS types."""
+        return bool(self.words)
 
     @property
     def constraints(self):
         """Describe the allowed values for people (``ros2 param describe``)."""
         if self.choices:
             return 'one of: ' + ', '.join(str(choice) for choice in self.choices)
+        words = f'{", ".join(self.words)}, or a number ' if self.words else ''
         if self.low is not None and self.high is not None:
-            return f'from {self.low} to {self.high}'
+            return f'{words}from {self.low} to {self.high}'
         return ''
 
 
@@ -107,9 +114,10 @@ def stage_rows(stage_cls, prefix=''):
     for item in fields(stage_cls):
         meta = item.metadata
         choices = tuple(meta['choices']) if meta.get('choices') else None
+        words = tuple(meta['words']) if meta.get('words') else None
         rows.append(ParameterRow(f'{prefix}.{item.name}' if prefix else item.name,
                                  item.default, meta.get('doc', ''), meta.get('low'),
-                                 meta.get('high'), choices))
+                                 meta.get('high'), choices, words))
     return rows
 
 

@@ -20,8 +20,15 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 
 
 def descriptor(row):
-    """Return the ParameterDescriptor of a row: description, constraints and range."""
+    """
+    Return the ParameterDescriptor of a row: description, constraints and range.
+
+    A row that takes a number or a word (``matcher.threshold``: ``auto`` or 0.6) is declared
+    with dynamic typing, and its value is checked at configure like every other.
+    """
     fields = {'description': row.description, 'additional_constraints': row.constraints}
+    if row.dynamic_typing:
+        return ParameterDescriptor(dynamic_typing=True, **fields)
     bounded = row.low is not None and row.high is not None
     if bounded and isinstance(row.default, bool):
         bounded = False

@@ -213,8 +213,11 @@ def check_config(config):
         values = getattr(config, stage.name)
         for item in dataclass_fields(values):
             value = getattr(values, item.name)
-            assert isinstance(value, type(item.default)), (stage.name, item.name, value)
             meta = item.metadata
+            if meta.get('words') and value in meta['words']:
+                continue  # a word a number may stand for (matcher.threshold: auto)
+            kind = float if meta.get('words') else type(item.default)
+            assert isinstance(value, kind), (stage.name, item.name, value)
             if isinstance(value, float):
                 assert math.isfinite(value), (stage.name, item.name, value)
             if meta['low'] is not None:
