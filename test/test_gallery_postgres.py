@@ -85,8 +85,8 @@ def test_the_schema_is_made_by_migrate_only_and_binds_model_and_key(server_url, 
     with pytest.raises(GalleryError, match='no face_id schema.*face-id gallery migrate'):
         PostgresGallery.open(server_url, MODEL, SIZE, gallery_key)
     first = migrate_server(server_url, gallery_key, MODEL, SIZE)
-    assert (first['from_schema'], first['to_schema'], first['revision']) == (0, 1, 0)
-    assert migrate_server(server_url, gallery_key, MODEL, SIZE)['from_schema'] == 1
+    assert (first['from_schema'], first['to_schema'], first['revision']) == (0, 2, 0)
+    assert migrate_server(server_url, gallery_key, MODEL, SIZE)['from_schema'] == 2
     with pytest.raises(GalleryError, match='made by model .*re-enrol with this model'):
         PostgresGallery.open(server_url, 'another-model', SIZE, gallery_key)
     with pytest.raises(GalleryError, match='encrypted with another key'):
@@ -180,7 +180,7 @@ def test_desk_commands_migrate_enrol_list_erase_and_audit_on_the_server(
     assert main(['gallery', 'list'] + common) == 2
     assert 'face-id gallery migrate' in capsys.readouterr().err
     assert main(['gallery', 'migrate'] + common) == 0
-    assert 'schema 0 -> 1, aes-256-gcm: revision 0' in capsys.readouterr().out
+    assert 'schema 0 -> 2, aes-256-gcm: revision 0' in capsys.readouterr().out
     photo = tmp_path / 'photos' / 'P-0001' / 'admission.jpg'
     photo.parent.mkdir(parents=True)
     cv2.imwrite(str(photo), portrait)

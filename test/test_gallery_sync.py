@@ -29,6 +29,7 @@ import time
 from conftest import LFW_DIR
 import cv2
 from face_id_ros.core.config import GalleryConfig, PipelineConfig
+from face_id_ros.core.enrolment import photo_source
 from face_id_ros.core.errors import GalleryError
 from face_id_ros.core.frame_worker import FrameWorker
 from face_id_ros.core.gallery_crypto import KEY_ENV, new_key_text, parse_key
@@ -182,6 +183,26 @@ def test_a_robot_off_while_a_patient_is_erased_forgets_them_before_identifying(
         assert [list(s.patient_ids) for s in again.snapshots] == [['P-0002', 'P-0003']]
     finally:
         again.sync.stop()
+
+
+def test_a_robots_cache_holds_the_servers_photo_digests_and_no_photo_name(
+        desk, server_url, tmp_path, key_text):
+    key = parse_key(key_text, 'test')
+    first, second, third = (photo_source(data, key) for data in (b'one', b'two', b'three'))
+    desk.add_templates('P-0001', unit_rows(1, 2), [first, second], [1, 1])
+    desk.add_templates('P-0002', unit_rows(2, 1), ['/photos/Jane_Doe.jpg'], [1])
+    robot = Robot(robot_config(server_url, tmp_path, poll_s=0.2))
+    try:
+        robot.sync.start()
+        cache = robot.sync.cache
+        assert cache.template_sources() == {'P-0001': {first, second}, 'P-0002': {'server'}}
+        assert desk.template_sources() == {'P-0001': {first, second}}
+        revision = desk.add_templates('P-0001', unit_rows(3, 1), [third], [1], replace=True)
+        robot.wait_for_revision(revision)
+        assert cache.template_sources() == {'P-0001': {third}, 'P-0002': {'server'}}
+    finally:
+        robot.sync.stop()
+    assert b'Jane_Doe' not in cache_bytes(tmp_path / 'robot.db')
 
 
 def test_an_offline_robot_identifies_from_its_cache_says_so_and_resyncs(

@@ -18,8 +18,9 @@ Open the configured gallery: the SQLite file (the default) or the hospital's ser
 
 The pipeline, the nodes and ``face-id`` open galleries through :func:`open_gallery`, so both
 backends answer the same calls (``snapshot``, ``add_templates``, ``remove_patient``,
-``list_patients``, ``info``, ``revision``, ``batch``) and the enrolment rules above them
-(quality gate, one person one id) are the same for both.
+``list_patients``, ``template_sources``, ``info``, ``revision``, ``batch``) and the enrolment
+rules above them (quality gate, one person one id, one template per photo) are the same for
+both.
 """
 
 from face_id_ros.core.gallery import Gallery

@@ -54,7 +54,7 @@ SCHEMA_VERSION = 2
 DEFAULT_ID_PATTERN = GalleryConfig.id_pattern
 BUSY_TIMEOUT_MS = 5000
 UNENCRYPTED = 'none'
-# The source of a template copied from a server gallery, which keeps no photo names.
+# The source of a template copied from a server gallery that keeps no digest of its photo.
 MIRRORED_SOURCE = 'server'
 # What a migration writes over a source that may hold a photo's path.
 MIGRATED_SOURCE = 'photo (name removed by migrate)'
@@ -376,9 +376,11 @@ class Gallery:
         Make this gallery (a robot's cache) hold revision ``revision`` of another gallery.
 
         ``patients`` maps each patient changed since the copy's revision to all their
-        templates at ``revision`` (objects with ``embedding``, ``enrolled``, ``quality`` and
-        ``masked``); an empty list erases the patient. One transaction, so a snapshot is the
-        old revision or the new one; removed templates are wiped from the file as by
+        templates at ``revision`` (objects with ``embedding``, ``enrolled``, ``quality``,
+        ``masked`` and ``source``, the keyed photo digest or None); an empty list erases the
+        patient. The copy keeps the digests, so its :meth:`template_sources` are the server's
+        (``server`` for a template without one). One transaction, so a snapshot is the old
+        revision or the new one; removed templates are wiped from the file as by
         :meth:`remove_patient`. ``source_id`` names the gallery copied (:meth:`mirrored`).
         """
         with self.batch():
@@ -395,8 +397,8 @@ class Gallery:
                                                 f'gallery {self.path}: {patient_id}')[0]
                     self._insert_template(first_id + offset, patient_id,
                                           embedding.astype('<f4').tobytes(), template.enrolled,
-                                          MIRRORED_SOURCE, template.quality, None,
-                                          bool(template.masked))
+                                          template.source or MIRRORED_SOURCE,
+                                          template.quality, None, bool(template.masked))
             self._execute("UPDATE meta SET value = ? WHERE key = 'revision'", (int(revision),))
             self._execute("INSERT OR REPLACE INTO meta VALUES ('mirror_of', ?)", (source_id,))
 

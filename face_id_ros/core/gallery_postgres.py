@@ -19,10 +19,12 @@ The tables live in the schema ``face_id`` of the database the URL names (``galle
 libpq conventions: the password comes from ``PGPASSFILE`` or ``~/.pgpass``, TLS from
 ``sslmode`` and ``sslrootcert``); :mod:`face_id_ros.core.gallery_server_schema` creates or
 upgrades them (``face-id gallery migrate``), and opening a gallery never changes the schema.
-The server holds pseudonymous ids, enrolment times, qualities, mask flags and the templates
+The server holds pseudonymous ids, enrolment times, qualities, mask flags, the templates
 (and optional crops) sealed by this application with AES-256-GCM
-(:mod:`face_id_ros.core.gallery_crypto`), so its administrator sees ciphertext, never a
-template, a crop or a photo name; a server gallery is always encrypted. Every write bumps
+(:mod:`face_id_ros.core.gallery_crypto`) and, per template, the digest of its photo keyed
+with the gallery key (:func:`face_id_ros.core.enrolment.photo_source`), so its administrator
+sees ciphertext and digests, never a template, a crop or a photo name; a server gallery is
+always encrypted. Every write bumps
 one revision row (which also orders concurrent writers), appends who did what to the
 append-only ``audit`` table (which keeps no biometric data and survives erasure) and
 notifies listening robots (:mod:`face_id_ros.core.gallery_sync`) at commit.
@@ -44,7 +46,8 @@ from face_id_ros.core.gallery import (_encoded_png, DEFAULT_ID_PATTERN, GalleryS
                                       normalised_rows, PatientRecord)
 from face_id_ros.core.gallery_crypto import key_from_config
 from face_id_ros.core.gallery_server_schema import (connect, display_url, driver, one_line,
-                                                    opened_cipher, read_meta, read_revision)
+                                                    opened_cipher, read_meta, read_revision,
+                                                    SERVER_SOURCE_PATTERN)
 import numpy as np
 
 NOTIFY_CHANNEL = 'face_id_gallery'
@@ -66,12 +69,18 @@ class AuditEntry:
 
 @dataclass(frozen=True)
 class ServerTemplate:
-    """One template as read by a robot's sync: decrypted, with its enrolment metadata."""
+    """
+    One template as read by a robot's sync: decrypted, with its enrolment metadata.
+
+    ``source`` is the keyed digest of the template's photo, or None (a camera enrolment, a
+    template written before the server kept digests).
+    """
 
     embedding: np.ndarray
     enrolled: float
     quality: float
     masked: bool
+    source: str = None
 
 
 class PostgresGallery:
@@ -189,6 +198,21 @@ class PostgresGallery:
         return [PatientRecord(patient_id, created, count, tuple(enrolled), masked)
                 for patient_id, created, count, enrolled, masked in self._read(query)]
 
+    def template_sources(self):
+        """
+        Map each patient id to the set of its templates' photo digests, as the SQLite gallery.
+
+        The server keeps only keyed photo digests (:meth:`add_templates`): a template without
+        one (a camera enrolment, written before schema 2) adds nothing to its patient's set.
+        """
+        def query(db):
+            return db.execute('SELECT patient_id, source FROM face_id.templates'
+                              ' WHERE source IS NOT NULL').fetchall()
+        found = {}
+        for patient_id, source in self._read(query):
+            found.setdefault(patient_id, set()).add(source)
+        return found
+
     def snapshot(self):
         """Read one consistent revision into a :class:`GallerySnapshot`."""
         revision, templates = self.templates_of(None)
@@ -224,7 +248,7 @@ class PostgresGallery:
                 touched = [row[0] for row in db.execute(
                     'SELECT patient_id FROM face_id.patients')]
             rows = db.execute(
-                'SELECT template_id, patient_id, embedding, enrolled, quality, masked'
+                'SELECT template_id, patient_id, embedding, enrolled, quality, masked, source'
                 ' FROM face_id.templates'
                 + ('' if touched is None else ' WHERE patient_id = ANY(%s)')
                 + ' ORDER BY patient_id, template_id',
@@ -232,10 +256,10 @@ class PostgresGallery:
             return now, touched, rows
         now, touched, rows = self._read(query)
         templates = {patient_id: [] for patient_id in touched or ()}
-        for template_id, patient_id, blob, enrolled, quality, masked in rows:
+        for template_id, patient_id, blob, enrolled, quality, masked, source in rows:
             embedding = self._decode(self._unseal(blob, template_id, patient_id, 'embedding'))
             templates.setdefault(patient_id, []).append(
-                ServerTemplate(embedding, enrolled, quality, masked))
+                ServerTemplate(embedding, enrolled, quality, masked, source))
         return now, templates
 
     def audit(self, patient_id=None, since_revision=0, limit=None):
@@ -325,13 +349,15 @@ class PostgresGallery:
         """
         Add templates (enrolling the patient if new); return the new revision.
 
-        As :meth:`Gallery.add_templates`, except that ``sources`` (photo names) are checked
-        and never stored: the server keeps no photo name.
+        As :meth:`Gallery.add_templates`, except that only a source that is a photo's digest
+        keyed with the gallery key (what ``face-id enroll`` writes) is stored; any other
+        source (a photo's name, an unkeyed digest, a camera) is checked and dropped, so the
+        server keeps no photo name.
         """
         self._check_patient_id(patient_id)
         where = f'gallery {self.path}: {patient_id}'
         embeddings = normalised_rows(embeddings, self.embedding_size, where)
-        qualities, images, masked = _template_metadata(
+        sources, qualities, images, masked = _template_metadata(
             where, len(embeddings), sources, qualities, images, masked, self.store_images)
         now = time.time()
         with self.batch():
@@ -349,15 +375,15 @@ class PostgresGallery:
             with db.cursor() as cursor:
                 cursor.executemany(
                     'INSERT INTO face_id.templates (template_id, patient_id, revision,'
-                    ' embedding, enrolled, quality, image, masked)'
-                    ' VALUES (%s, %s, %s, %s, %s, %s, %s, %s)',
+                    ' embedding, enrolled, quality, image, masked, source)'
+                    ' VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)',
                     [(template_id, patient_id, self._write,
                       self._seal(embedding.astype('<f4').tobytes(), template_id, patient_id,
                                  'embedding'), now, quality,
                       None if image is None else self._seal(image, template_id, patient_id,
-                                                            'image'), bool(flag))
-                     for template_id, embedding, quality, image, flag
-                     in zip(ids, embeddings, qualities, images, masked)])
+                                                            'image'), bool(flag), source)
+                     for template_id, embedding, quality, image, flag, source
+                     in zip(ids, embeddings, qualities, images, masked, sources)])
             action = 'enrol' if created else 'replace' if replace else 'add'
             self._audit(action, patient_id, len(embeddings))
             return self._write
@@ -457,7 +483,7 @@ class PostgresGallery:
 
 
 def _template_metadata(where, count, sources, qualities, images, masked, store_images):
-    """Check one source, quality (and image and mask flag) per template; drop the sources."""
+    """Check one source, quality (and image and mask flag) per template; keep keyed digests."""
     sources = list(sources)
     qualities = [float(quality) for quality in qualities]
     images = [None] * count if images is None else list(images)
@@ -466,10 +492,14 @@ def _template_metadata(where, count, sources, qualities, images, masked, store_i
         raise GalleryError(f'{where}: {count} embeddings need as many sources, qualities, '
                            f'images and mask flags, got {len(sources)}, {len(qualities)}, '
                            f'{len(images)} and {len(masked)}')
+    if not all(isinstance(source, str) for source in sources):
+        raise GalleryError(f'{where}: template sources must be text')
     if not all(np.isfinite(qualities)):
         raise GalleryError(f'{where}: template qualities must be finite numbers')
     if not all(isinstance(flag, (bool, np.bool_)) for flag in masked):
         raise GalleryError(f'{where}: mask flags must be True or False')
+    sources = [source if re.fullmatch(SERVER_SOURCE_PATTERN, source) else None
+               for source in sources]
     if not store_images:
-        return qualities, [None] * count, masked
-    return qualities, [_encoded_png(image, where) for image in images], masked
+        return sources, qualities, [None] * count, masked
+    return sources, qualities, [_encoded_png(image, where) for image in images], masked

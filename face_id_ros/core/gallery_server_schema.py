@@ -17,9 +17,10 @@
 The server gallery's schema and connections: created and upgraded by ``face-id gallery migrate``.
 
 :func:`migrate_server` creates the schema ``face_id`` (meta, revision, patients, templates and
-the append-only audit table) in the database a URL names, or upgrades an older one, in one
-transaction under an advisory lock, and stamps a new one with the model and a key check value
-(never the key). :func:`opened_cipher` checks an existing one against the model and the key.
+the append-only audit table) in the database a URL names, or upgrades an older one in place
+(each version's steps in turn), in one transaction under an advisory lock, and stamps a new one
+with the model and a key check value (never the key). :func:`opened_cipher` checks an existing
+one against the model and the key.
 :func:`connect` opens connections with libpq's conventions (``PGPASSFILE``, ``sslmode``,
 ``sslrootcert``) and says in one line why it could not; the driver, psycopg 3, is imported
 only here and only when a server gallery is used.
@@ -29,16 +30,23 @@ import base64
 import time
 import uuid
 
+from face_id_ros.core.enrolment import PHOTO_SOURCE_PREFIXES
 from face_id_ros.core.errors import GalleryError
 from face_id_ros.core.gallery_crypto import ALGORITHM, TemplateCipher
 
-SERVER_SCHEMA_VERSION = 1
+SERVER_SCHEMA_VERSION = 2
 CONNECT_TIMEOUT_S = 5
+# The only template source a server stores: a photo's digest keyed with the gallery key.
+SERVER_SOURCE_PATTERN = PHOTO_SOURCE_PREFIXES[0] + '[0-9a-f]{64}'
 DRIVER_MISSING = ('gallery.url needs the PostgreSQL driver psycopg 3, which is not installed: '
                   'pip install "psycopg[binary]" (or apt install python3-psycopg)')
 
-# Schema version 1, created by migrate_server in one transaction. The audit table refuses
-# UPDATE, DELETE and TRUNCATE by trigger: rows are only ever appended.
+# What takes a schema from the version before to each version, run by migrate_server in one
+# transaction. Version 1: the tables; the audit table refuses UPDATE, DELETE and TRUNCATE by
+# trigger, so rows are only ever appended. Version 2: each template's source, the keyed digest
+# of the photo it came from (HMAC-SHA256 with the gallery key: it names nobody) or NULL, so
+# the same photo enrolled twice is one template as in a SQLite gallery; the check refuses any
+# other text (a photo's name) at the server itself. Templates written before have none.
 SCHEMA_STEPS = {
     1: (
         'CREATE SCHEMA IF NOT EXISTS face_id',
@@ -65,6 +73,10 @@ SCHEMA_STEPS = {
         " $$BEGIN RAISE EXCEPTION 'face_id.audit is append-only'; END$$",
         'CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON face_id.audit'
         ' FOR EACH STATEMENT EXECUTE FUNCTION face_id.refuse_audit_change()',
+    ),
+    2: (
+        'ALTER TABLE face_id.templates ADD COLUMN source TEXT'
+        f" CONSTRAINT source_is_a_keyed_digest CHECK (source ~ '^{SERVER_SOURCE_PATTERN}$')",
     ),
 }
 # Serialises concurrent `face-id gallery migrate` runs (any number; pg_advisory_xact_lock).
