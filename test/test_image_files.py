@@ -20,6 +20,7 @@ cv2.imread: a 20000x20000 PNG (3.69 GB, 24 s), a PNG stating a 4 GB chunk (4.35 
 with a chunk after IEND (2.66 GB) and a truncated JPEG (decoded half grey and enrolled).
 """
 
+import json
 import struct
 import zlib
 
@@ -123,7 +124,10 @@ def test_identify_and_enroll_refuse_each_malformed_file(
                     if line.startswith(f'rejected image file {patient / path.name}:')]) == 1
     assert 'P-0001: no new photo accepted, nothing enrolled' in output
     for reason, path in bad_files.items():
-        assert main(['identify', str(path)] + common) != 0
+        # One JSON line that names the file and the reason, one line on stderr, exit 1.
+        assert main(['identify', str(path)] + common) == 1
         captured = capsys.readouterr()
-        lines = (captured.out + captured.err).splitlines()
-        assert len([line for line in lines if f'image file {path}: ' in line]) == 1
+        records = [json.loads(line) for line in captured.out.splitlines()]
+        assert len(records) == 1 and f'image file {path}: ' in records[0]['error']
+        assert len([line for line in captured.err.splitlines()
+                    if f'image file {path}: ' in line]) == 1
