@@ -470,6 +470,22 @@ def tiny_lfw(folder, portrait):
     return folder
 
 
+def test_a_budget_that_ends_mid_epoch_still_measures_and_exports_its_last_model_once(
+        face_pack, tmp_path):
+    trainer = Trainer(_smoke_recipe(face_pack, batch_size=2, labelled_fraction=0.0,
+                                    max_steps=2), tmp_path / 'run')
+    assert trainer.plan.steps_per_epoch == 3
+    trainer.run()
+    with open(tmp_path / 'run' / 'epoch_log.csv', encoding='utf-8') as stream:
+        rows = list(csv.DictReader(stream))
+    assert [(row['epoch'], row['step']) for row in rows] == [('0.6667', '2')]
+    assert rows[0]['val_teacher_cosine']
+    trainer.export()
+    trainer.export()
+    with open(tmp_path / 'run' / 'exports.csv', encoding='utf-8') as stream:
+        assert [row['steps'] for row in csv.DictReader(stream)] == ['2']
+
+
 def test_every_export_is_kept_and_scored_once_on_the_learning_curve(
         face_pack, tmp_path, portrait):
     from face_id_ros.training import curve

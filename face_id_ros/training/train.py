@@ -201,6 +201,7 @@ class Trainer:
         steps = config.epochs * self.plan.steps_per_epoch
         self.total_steps = min(steps, config.max_steps) if config.max_steps else steps
         self.epoch, self.step_in_epoch, self.step = 0, 0, 0
+        self.exported_step = None
 
     @property
     def checkpoint_path(self):
@@ -219,8 +220,8 @@ class Trainer:
         while self.epoch < self.recipe.train.epochs and self.step < self.total_steps:
             started = time.monotonic()
             losses = self.train_epoch()
-            if self.step_in_epoch == 0:
-                self.end_epoch(losses, time.monotonic() - started)
+            if self.step_in_epoch == 0 or self.step >= self.total_steps:
+                self.end_epoch(losses, time.monotonic() - started)  # the last model measured
             self.save_checkpoint()
             if time.monotonic() - exported > 60 * self.recipe.train.export_minutes:
                 self.export()  # a session that ends mid-run still leaves a model file
@@ -332,7 +333,8 @@ class Trainer:
     def end_epoch(self, losses, seconds):
         """Validate, append to epoch_log.csv and redraw the learning curve."""
         cosine, impostor = self.validate(), self.impostor_cosine()
-        row = {'epoch': self.epoch, 'step': self.step,
+        epochs = self.epoch + self.step_in_epoch / self.plan.steps_per_epoch
+        row = {'epoch': f'{epochs:.4g}', 'step': self.step,
                'mean_loss': f'{np.mean(losses):.5f}' if losses else '',
                'val_teacher_cosine': '' if cosine is None else f'{cosine:.5f}',
                'val_impostor_cosine': '' if impostor is None else f'{impostor:.5f}',
@@ -371,15 +373,18 @@ class Trainer:
 
     def export(self):
         """Export face_embedder.onnx with its metadata; parity-checked on held-out faces."""
+        path = self.out_dir / 'face_embedder.onnx'
+        if self.exported_step == self.step and path.exists():
+            return path  # this step's model is exported already
         model = copy.deepcopy(self.model).cpu().eval()
         faces = self.plan.val[:PARITY_FACES] if len(self.plan.val) else np.arange(
             min(PARITY_FACES, len(self.pack.labels)))
         metadata = build_metadata(model, self.recipe.export, {
             'steps': self.steps_before + self.step,
             'teacher': os.path.basename(self.recipe.data.teacher)})
-        path = self.out_dir / 'face_embedder.onnx'
         export_onnx(model, metadata, path, self._centre_inputs(faces).cpu())
         self._keep_export(path, metadata.extra['steps'])
+        self.exported_step = self.step
         return path
 
     def _keep_export(self, path, steps):
@@ -387,7 +392,7 @@ class Trainer:
         kept = self.out_dir / 'exports' / f'step_{steps:06d}.onnx'
         kept.parent.mkdir(exist_ok=True)
         shutil.copyfile(path, kept)
-        row = {'steps': steps, 'run_hours': f'{_logged_seconds(self.out_dir) / 3600:.4f}',
+        row = {'steps': steps, 'run_hours': f'{_logged_seconds(self.out_dir) / 3600:.6f}',
                'val_teacher_cosine': _last_value(self.out_dir / 'epoch_log.csv',
                                                  'val_teacher_cosine'),
                'model': kept.relative_to(self.out_dir)}
@@ -464,7 +469,7 @@ def plot_learning_curve(out_dir):
     for name, label in (('val_teacher_cosine', 'student-teacher, same face'),
                         ('val_impostor_cosine', 'different people (labelled)')):
         rows = [row for row in epochs if row.get(name)]
-        validation.plot([int(row['epoch']) for row in rows],
+        validation.plot([float(row['epoch']) for row in rows],
                         [float(row[name]) for row in rows], marker='o', label=label)
     validation.set(xlabel='epoch', ylabel='mean cosine', title='held-out faces')
     validation.legend()
