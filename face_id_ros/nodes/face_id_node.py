@@ -23,7 +23,6 @@ thread takes the newest frame, runs the pipeline and publishes, so a slow frame 
 ones instead of queueing them and the executor is never blocked.
 """
 
-import array
 import threading
 import time
 
@@ -31,7 +30,6 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from face_id_ros.core.annotate import draw_results
 from face_id_ros.core.errors import ConfigError, FaceIdError
 from face_id_ros.core.frame_worker import FrameWorker
-from face_id_ros.core.image_codec import encode_image
 from face_id_ros.core.newest_frame import NewestFrameSlot
 from face_id_ros.core.pipeline import Pipeline
 from face_id_ros.core.ros_messages import rclpy_detection_types, stamp_seconds
@@ -40,7 +38,7 @@ from face_id_ros.nodes.node_params import (camera_subscription_topic, NodeConfig
                                            stage_config_from_parameters, stage_rows)
 from face_id_ros.nodes.node_status import (diagnostic_report, LoadedModel, NodeStatistics,
                                            vision_info_fields)
-from face_id_ros.nodes.rep155_output import Rep155FacePublisher
+from face_id_ros.nodes.rep155_output import image_message, Rep155FacePublisher
 from face_id_ros.nodes.ros_parameters import declare_rows, read_rows, undeclared_overrides
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
@@ -290,7 +288,7 @@ class FaceIdNode(LifecycleNode):
             self._rep155.publish(msg.header, frame.image, frame.result, self._pipeline)
         if 'debug_image' in self._outputs:
             self._outputs['debug_image'].publish(
-                ros_image(msg.header, draw_results(frame.image, frame.result)))
+                image_message(msg.header, draw_results(frame.image, frame.result)))
         latency = self.get_clock().now().nanoseconds * 1e-9 - stamp_seconds(msg.header.stamp)
         self._statistics.frame_processed(time.monotonic(), latency,
                                          time.perf_counter() - started)
@@ -351,16 +349,6 @@ class FaceIdNode(LifecycleNode):
 def describe(error):
     """Return an error for people: our own errors by their reason, others with their type."""
     return str(error) if isinstance(error, FaceIdError) else f'{type(error).__name__}: {error}'
-
-
-def ros_image(header, bgr):
-    """Return a bgr8 sensor_msgs/Image of a BGR array with the given header."""
-    fields = encode_image(bgr)
-    message = Image(header=header, height=fields['height'], width=fields['width'],
-                    encoding=fields['encoding'], is_bigendian=fields['is_bigendian'],
-                    step=fields['step'])
-    message.data = array.array('B', fields['data'].tobytes())
-    return message
 
 
 def main(args=None):
