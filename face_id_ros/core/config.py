@@ -183,8 +183,7 @@ class TrackerConfig:
     recheck_min_look: float = setting(
         0.9, 'A confirmed face is embedded again at once when its look (a 16x16 grey thumbnail '
         'of the aligned face) correlates less than this with its look at its last embedding: '
-        "someone else may stand in the same box with landmarks much like the patient's, so "
-        'its evidence starts afresh too. '
+        "someone else may stand in the same box with landmarks much like the patient's. "
         'Measured on LFW: a face moved, turned, scaled, re-lit, noised and JPEG-compressed '
         'correlates 0.89 or more with itself (median 0.98); 400 strangers in its place at most '
         '0.74. At least 0.8, so the test cannot be switched off by mistake.', 0.8, 1.0)
