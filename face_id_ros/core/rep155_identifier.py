@@ -32,9 +32,10 @@ from dataclasses import dataclass, replace
 
 from face_id_ros.core.alignment import detector_template
 from face_id_ros.core.errors import ConfigError
+from face_id_ros.core.image_codec import decode_any
 from face_id_ros.core.matching import match
 from face_id_ros.core.pipeline import FrameResult
-from face_id_ros.core.rep155 import align_cropped, candidate_matches, pixel_box
+from face_id_ros.core.rep155 import align_cropped, candidate_matches, pixel_box, read_landmarks
 from face_id_ros.core.tracking import FaceTracker
 import numpy as np
 
@@ -192,3 +193,13 @@ class Rep155Identifier:
                                      self.embedder.metadata.template)
         return align_cropped(view.image, pixel_box(view.roi, view.landmarks.image_size),
                              view.landmarks.points, template, (width, height))
+
+
+def face_part(name, message):
+    """Return what the identifier needs of one per-face message (rclpy's or a bag's)."""
+    if name == 'roi':
+        return (message.xmin, message.ymin, message.xmax, message.ymax)
+    if name == 'landmarks':
+        return read_landmarks([(item.x, item.y, item.c) for item in message.landmarks],
+                              message.width, message.height)
+    return decode_any(message)

@@ -29,7 +29,7 @@ import time
 from face_id_ros.core.image_codec import decode_any, encode_image
 from face_id_ros.core.rep155 import (CANDIDATE_MATCHES, face_topic, FACES_TRACKED, IDS_LIST,
                                      IDS_MATCH, IMAGE, LANDMARKS, parse_face_topic, POINT,
-                                     read_landmarks, register_hri_msgs, ROI, session_token)
+                                     register_hri_msgs, ROI, session_token)
 from face_id_ros.core.ros_messages import stamp_seconds
 from face_id_ros.evaluation.bag_eval import (_spread, face_records, FrameRecord, score_visits,
                                              summarise, summarise_by_mask)
@@ -107,7 +107,7 @@ def read_rep155_frames(bag_path, face_source, progress=True):
     from rosbags.rosbag2 import Reader
     from tqdm import tqdm
     from face_id_ros.core.ros_messages import rosbags_typestore
-    from face_id_ros.core.rep155_identifier import FrameAssembler
+    from face_id_ros.core.rep155_identifier import face_part, FrameAssembler
     typestore = register_hri_msgs(rosbags_typestore())
     assembler = FrameAssembler(face_source)
     receive = {}
@@ -125,22 +125,12 @@ def read_rep155_frames(bag_path, face_source, progress=True):
                 bar.update()
             else:
                 face_id, name = parse_face_topic(connection.topic)
-                ready = assembler.add_face_part(stamp, face_id, name, _content(name, message))
+                ready = assembler.add_face_part(stamp, face_id, name, face_part(name, message))
             for frame_stamp, ids, parts in ready:
                 yield receive[frame_stamp], frame_stamp, ids, assembler.views(parts)
         bar.close()
     for frame_stamp, ids, parts in assembler.flush():
         yield receive[frame_stamp], frame_stamp, ids, assembler.views(parts)
-
-
-def _content(name, message):
-    """Return what the identifier needs of one per-face message."""
-    if name == 'roi':
-        return (message.xmin, message.ymin, message.xmax, message.ymax)
-    if name == 'landmarks':
-        return read_landmarks([(item.x, item.y, item.c) for item in message.landmarks],
-                              message.width, message.height)
-    return decode_any(message)
 
 
 def evaluate_rep155_bag(bag_path, intervals, pipeline, face_source='cropped', progress=True):

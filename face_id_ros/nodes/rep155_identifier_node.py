@@ -25,12 +25,10 @@ and ``/patient_id`` with the upstream image header, and ``/face_id/gallery_info`
 
 from face_id_ros.core.errors import ConfigError
 from face_id_ros.core.frame_worker import FrameWorker
-from face_id_ros.core.image_codec import decode_any
 from face_id_ros.core.patient_id import patient_detections
 from face_id_ros.core.pipeline import Pipeline
-from face_id_ros.core.rep155 import (CANDIDATE_MATCHES, face_topic, FACES_TRACKED,
-                                     read_landmarks)
-from face_id_ros.core.rep155_identifier import FrameAssembler, Rep155Identifier
+from face_id_ros.core.rep155 import CANDIDATE_MATCHES, face_topic, FACES_TRACKED
+from face_id_ros.core.rep155_identifier import face_part, FrameAssembler, Rep155Identifier
 from face_id_ros.core.ros_messages import (build_detection_array, rclpy_detection_types,
                                            stamp_seconds)
 from face_id_ros.nodes.face_id_node import describe, LATCHED_QOS
@@ -153,7 +151,7 @@ class Rep155IdentifierNode(LifecycleNode):
 
         def received(message):
             self._handle(self._assembler.add_face_part(
-                stamp_seconds(message.header.stamp), face_id, name, _content(name, message)))
+                stamp_seconds(message.header.stamp), face_id, name, face_part(name, message)))
         return self.create_subscription(types.get(name, Image), face_topic(face_id, name),
                                         received, qos_profile_sensor_data)
 
@@ -171,15 +169,6 @@ class Rep155IdentifierNode(LifecycleNode):
                 self._outputs['matches'].publish(self._msg.IdsMatch(**match.fields()))
             self._outputs['patient_id'].publish(build_detection_array(
                 rclpy_detection_types(), header, patient_detections(frame.result)))
-
-
-def _content(name, message):
-    if name == 'roi':
-        return (message.xmin, message.ymin, message.xmax, message.ymax)
-    if name == 'landmarks':
-        return read_landmarks([(item.x, item.y, item.c) for item in message.landmarks],
-                              message.width, message.height)
-    return decode_any(message)
 
 
 def main(args=None):
