@@ -214,3 +214,29 @@ def test_a_cut_net_goes_to_onnx_and_back(tmp_path):
     rebuilt, _ = backbone_from_onnx(path, inputs(32, 7))
     assert rebuilt.config == config
     assert cut.cosine_to(rebuilt, student, inputs(8, 8)) > 0.9999
+
+
+def test_a_cut_records_which_source_channels_each_row_carries():
+    source = random_source()
+    config = backbones.BackboneConfig.from_dict(
+        {**FULL, 'depth': [3, 1, 4, 1, 2], 'channels': [32, 32, 32, 64, 64, 96, 96, 256]})
+    cutter = cut.Cutter(source, config, inputs(64, 6))
+    student = cutter.run()
+    maps = {}
+    for name, model in (('student', student), ('source', source)):
+        rows = cut.blocks_by_row(model)[1]
+        hooks = [row[-1].register_forward_hook(
+            lambda module, args, output, key=(name, index): maps.__setitem__(key, output))
+            for index, row in enumerate(rows)]
+        with torch.no_grad():
+            model(inputs(16, 7))
+        for hook in hooks:
+            hook.remove()
+    assert [len(kept) for kept in cutter.row_channels] == [32, 64, 64, 96, 96]
+    for index, kept in enumerate(cutter.row_channels):
+        ours, theirs = maps['student', index], maps['source', index]
+        recorded = losses.feature_map_loss([(ours, theirs[:, kept])])
+        others = losses.feature_map_loss([(ours, theirs[:, torch.randperm(
+            theirs.shape[1], generator=torch.Generator().manual_seed(index))[:len(kept)]])])
+        # The cut fits each row to the source's output on the recorded channels.
+        assert recorded < 0.2 * others, (index, float(recorded), float(others))

@@ -669,3 +669,58 @@ def test_a_mask_head_is_added_without_changing_the_embeddings(face_folders, face
     torch.save(checkpoint, tmp_path / 'other.pt')
     with pytest.raises(ModelError, match='does not embed as'):
         mask_head.build(dataclasses.replace(config, checkpoint=str(tmp_path / 'other.pt')))
+
+
+@pytest.mark.skipif(not TEACHER_WEIGHTS.exists(), reason='needs ../shared/data teacher weights')
+def test_feature_matching_pulls_each_row_towards_the_teachers_kept_channels(face_pack, tmp_path):
+    from face_id_ros.training import cut
+    recipe = [f'data.pack={face_pack}', f'data.teacher_weights={TEACHER_WEIGHTS}',
+              'model.arch=mobilefacenet', 'model.activation=relu6', 'model.embedding_size=128',
+              'model.width_mult=1.0', 'model.depth=[1, 1, 1, 1, 1]',
+              'model.channels=[16, 16, 16, 32, 32, 48, 48, 128]',
+              'model.expanded=[32, 64, 64, 96, 96]', 'loss.targets=exact_view',
+              'loss.margin_weight=0', 'loss.triplet_weight=0', 'loss.feature_weight=1.0',
+              'train.epochs=1', 'train.warmup_steps=1']
+    cut.cut_from_recipe(load_recipe(SMOKE_RECIPE, recipe), TEACHER_WEIGHTS, tmp_path / 'cut.pt',
+                        faces=4)
+    trainer = Trainer(load_recipe(SMOKE_RECIPE, recipe + [
+        f'train.init_from={tmp_path / "cut.pt"}']), tmp_path / 'run')
+    faces = data.network_faces(np.array(data.load_pack(face_pack).images))
+
+    with torch.no_grad():
+        trainer.teacher(faces)
+        trainer.model.eval()(faces)
+    recorded = float(losses.feature_map_loss(trainer._feature_pairs()))
+    kept = trainer.channel_index
+    generator = torch.Generator().manual_seed(0)
+    trainer.channel_index = [torch.randperm(theirs.shape[1], generator=generator)[:len(index)]
+                             for theirs, index in zip(trainer.feature_rows[1].maps, kept)]
+    others = float(losses.feature_map_loss(trainer._feature_pairs()))
+    assert recorded < 0.5 * others  # each row carries what the teacher's recorded channels do
+    trainer.channel_index = kept
+    trainer.run()
+    with open(tmp_path / 'run' / 'train_log.csv', encoding='utf-8') as stream:
+        assert all(float(row['feature']) > 0 for row in csv.DictReader(stream))
+    assert torch.load(tmp_path / 'run' / 'checkpoint.pt', weights_only=True)[
+        'teacher_channels'] == torch.load(tmp_path / 'cut.pt', weights_only=True)[
+        'teacher_channels']
+    from face_id_ros.training.export import export_checkpoint
+    export_checkpoint(tmp_path / 'cut.pt', tmp_path / 'cut.onnx')
+    with pytest.raises(ConfigError, match="teacher's channels"):
+        Trainer(load_recipe(SMOKE_RECIPE, recipe + [
+            f'train.init_from={tmp_path / "cut.onnx"}']), tmp_path / 'from_onnx')
+
+
+def test_imprinted_class_weights_start_where_each_persons_faces_lie(face_pack, tmp_path):
+    trainer = Trainer(load_recipe(SMOKE_RECIPE, [
+        f'data.pack={face_pack}', 'loss.margin_init=imprint']), tmp_path / 'run')
+    faces = np.sort(np.concatenate(trainer.plan.identities))
+    labels = torch.from_numpy(trainer.pack.labels[faces])
+    head = trainer.criterion.margin_head
+    assert len(labels.unique()) > 1
+    with torch.no_grad():
+        assert torch.allclose(head.weight[labels].norm(dim=1), torch.ones(len(labels)))
+        assert torch.equal(head.cosine(trainer._embed(faces)).argmax(1), labels)
+        random = Trainer(load_recipe(SMOKE_RECIPE, [f'data.pack={face_pack}']),
+                         tmp_path / 'random').criterion.margin_head.weight
+        assert random[labels].norm(dim=1).max() < 0.5  # random rows are short, not unit

@@ -136,7 +136,7 @@ def load_source(path, calibration_inputs, mean, std):
     return model.eval()
 
 
-def _blocks_by_row(model):
+def blocks_by_row(model):
     """Return the model's stem layers, its blocks grouped by bottleneck row, and the rest."""
     layers = list(model.features)
     first = next(index for index, layer in enumerate(layers)
@@ -281,13 +281,15 @@ class Cutter:
         self.source, self.faces = source.eval(), faces
         self.student = Backbone(config).eval()
         self.generator = torch.Generator().manual_seed(seed)
+        # The source's channels that each bottleneck row's output keeps, for feature matching.
+        self.row_channels = []
 
     def run(self):
         """Return the cut student (evaluation mode, batch norms of the source)."""
         source, student = self.source, self.student
         energy, branch = measure_source(source, self.faces)
-        source_stem, source_rows, source_last = _blocks_by_row(source)
-        student_stem, student_rows, student_last = _blocks_by_row(student)
+        source_stem, source_rows, source_last = blocks_by_row(source)
+        student_stem, student_rows, student_last = blocks_by_row(student)
         depth = student.config.depth or [len(row) for row in source_rows]
         kept = {block for row in kept_blocks(source_rows, depth, branch) for block in row}
         with torch.no_grad():
@@ -310,6 +312,7 @@ class Cutter:
                 source_x = source_out
             students = iter(block for row in student_rows for block in row)
             source_blocks = [block for row in source_rows for block in row]
+            row_ends = {row[-1] for row in source_rows}
             for index, block in enumerate(source_blocks):
                 source_out = block(source_x)
                 if block in kept:
@@ -321,6 +324,8 @@ class Cutter:
                                                 source_out, channels, stream)
                     channels = stream
                 source_x = source_out
+                if block in row_ends:
+                    self.row_channels.append(channels.tolist())
             for target, layer in zip(student_last, source_last):
                 chosen = _top(energy[layer] * _head_weight(source), target[0].out_channels)
                 student_x = _refit_conv(target, layer, student_x, source_x, chosen, channels,
@@ -404,7 +409,8 @@ def cut_from_recipe(recipe, source_path, out_path, faces=FIT_FACES):
     check_inputs = network_faces(pack.images[val[:faces]], size)
     source = load_source(source_path, fit_inputs, recipe.data.teacher_mean,
                          recipe.data.teacher_std)
-    student = Cutter(source, recipe.model, fit_inputs, seed).run()
+    cutter = Cutter(source, recipe.model, fit_inputs, seed)
+    student = cutter.run()
     report = {'cut_cosine': cosine_to(student, source, check_inputs)}
     recalibrate_batch_norms(student, network_faces(
         pack.images[np.sort(rng.choice(train, faces, replace=False))], size))
@@ -414,7 +420,8 @@ def cut_from_recipe(recipe, source_path, out_path, faces=FIT_FACES):
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     torch.save({'backbone': asdict(recipe.model), 'model': student.state_dict(), 'step': 0,
                 'export': asdict(recipe.export), 'pack': recipe.data.pack,
-                'source': str(source_path), 'report': report}, out_path)
+                'source': str(source_path), 'report': report,
+                'teacher_channels': cutter.row_channels}, out_path)
     return report
 
 

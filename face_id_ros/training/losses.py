@@ -36,6 +36,11 @@ class LossConfig:
 
     margin_head: str = setting('arcface_w', 'Margin head on the labelled faces.',
                                choices=('arcface', 'arcface_w', 'cosface'))
+    margin_init: str = setting(
+        'random', "The margin head's class weights at the start: random, or imprinted (each "
+        "identity's mean unit embedding of its training faces by the starting model), so "
+        'that a margin phase on a trained embedder starts from where its faces already lie.',
+        choices=('random', 'imprint'))
     scale: float = setting(32.0, 'Logit scale s of the margin head.', 1.0, 128.0)
     margin: float = setting(0.5, 'Margin m: an angle (ArcFace, ArcFace-w) or a cosine '
                             '(CosFace).', 0.0, 1.5)
@@ -51,6 +56,11 @@ class LossConfig:
     relation_weight: float = setting(
         0.0, "Weight of the relational term: mean squared difference of the batch's cosine "
         'matrices, student vs teacher (how faces relate, not only where each lies).',
+        0.0, 100.0)
+    feature_weight: float = setting(
+        0.0, "Weight of feature-map matching: each bottleneck row's output against the "
+        "teacher's on the channels the cut kept (squared error over the teacher's mean "
+        'square). Needs exact-view targets and a start that records those channels.',
         0.0, 100.0)
     triplet_weight: float = setting(0.0, 'Weight of the batch-hard triplet loss.', 0.0, 100.0)
     triplet_margin: float = setting(0.2, 'Triplet margin (Euclidean, unit embeddings).',
@@ -175,13 +185,19 @@ def relation_loss(student, teacher):
     return (student @ student.T - teacher @ teacher.T).pow(2).mean()
 
 
+def feature_map_loss(pairs):
+    """Return the mean over ``(student, teacher)`` map pairs of ``|s - t|^2 / |t|^2``."""
+    return torch.stack([(student - teacher).pow(2).mean() / teacher.pow(2).mean().clamp_min(
+        1e-6) for student, teacher in pairs]).mean()
+
+
 class CombinedLoss(nn.Module):
     """
-    Weighted sum of margin-head, triplet and distillation losses (``LossConfig``).
+    Weighted sum of margin-head, triplet, distillation and feature-map losses (``LossConfig``).
 
     The margin head and the triplet loss see only labelled faces (label >= 0);
-    distillation sees every face. A student whose embedding is longer than the teacher's
-    is distilled through a linear projection that only training uses.
+    distillation and feature matching see every face. A student whose embedding is longer
+    than the teacher's is distilled through a linear projection that only training uses.
     """
 
     def __init__(self, config, embedding_size, num_classes, teacher_size=None):
@@ -197,8 +213,12 @@ class CombinedLoss(nn.Module):
                                           config.scale, config.margin, config.easy_margin,
                                           config.taylor_terms)
 
-    def forward(self, embeddings, labels, teacher=None):
-        """Return ``(total, parts)``: the loss tensor and each weighted term's float value."""
+    def forward(self, embeddings, labels, teacher=None, feature_pairs=None):
+        """
+        Return ``(total, parts)``: the loss tensor and each weighted term's float value.
+
+        ``feature_pairs``: the student's feature maps and the teacher's on the same channels.
+        """
         config, terms = self.config, {}
         labelled = labels >= 0
         if self.margin_head is not None and labelled.any():
@@ -215,6 +235,10 @@ class CombinedLoss(nn.Module):
             terms['distill'] = (config.distill_weight, distillation_loss(student, teacher))
             if config.relation_weight > 0:
                 terms['relation'] = (config.relation_weight, relation_loss(student, teacher))
+        if config.feature_weight > 0:
+            if not feature_pairs:
+                raise ValueError('feature_weight > 0 needs feature maps of both nets')
+            terms['feature'] = (config.feature_weight, feature_map_loss(feature_pairs))
         total = embeddings.sum() * 0.0
         for weight, value in terms.values():
             total = total + weight * value

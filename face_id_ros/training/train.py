@@ -41,7 +41,7 @@ import time
 
 from face_id_ros.core.errors import ConfigError, FaceIdError
 from face_id_ros.training.backbones import Backbone, BackboneConfig, prune_into
-from face_id_ros.training.cut import teacher_backbone, TEACHER_CONFIG
+from face_id_ros.training.cut import blocks_by_row, teacher_backbone, TEACHER_CONFIG
 from face_id_ros.training.data import (
     Augmenter, CROP_SIZE, held_out_indices, load_pack, network_faces, resize_input)
 from face_id_ros.training.export import backbone_from_onnx, build_metadata, export_onnx
@@ -54,7 +54,7 @@ from torch.nn import functional
 from tqdm import tqdm
 
 LOG_COLUMNS = ('step', 'epoch', 'lr', 'loss', 'margin', 'triplet', 'distill', 'relation',
-               'seconds_per_batch')
+               'feature', 'seconds_per_batch')
 EPOCH_COLUMNS = ('epoch', 'step', 'mean_loss', 'val_teacher_cosine', 'val_impostor_cosine',
                  'minutes')
 EXPORT_COLUMNS = ('steps', 'run_hours', 'val_teacher_cosine', 'model')
@@ -158,6 +158,22 @@ class ExactViewTeacher:
         return functional.normalize(embeddings, dim=1)
 
 
+class RowOutputs:
+    """Forward hooks that keep the output of each bottleneck row of a Backbone."""
+
+    def __init__(self, model):
+        """Register a hook on the last block of every row; ``maps`` keeps their outputs."""
+        rows = blocks_by_row(model)[1]
+        self.maps = [None] * len(rows)
+        for index, row in enumerate(rows):
+            row[-1].register_forward_hook(self._keeper(index))
+
+    def _keeper(self, index):
+        def keep(module, args, output):
+            self.maps[index] = output
+        return keep
+
+
 class Trainer:
     """One training run: data, model, loss, optimiser, checkpoints and logs in ``out_dir``."""
 
@@ -186,14 +202,18 @@ class Trainer:
         # norm and its backward, memory-bound, are 43% of a step).
         self.model = Backbone(recipe.model).to(self.device, memory_format=torch.channels_last)
         # Steps that made the starting weights, so the exported model reports all of them.
-        self.steps_before = 0
+        self.steps_before, self.teacher_channels = 0, None
         if config.init_from:
-            start, self.steps_before = self._starting_backbone(config.init_from)
+            start, self.steps_before, self.teacher_channels = self._starting_backbone(
+                config.init_from)
             prune_into(start, self.model)
+        self.feature_rows = self._feature_rows() if recipe.loss.feature_weight > 0 else None
         self.forward = torch.compile(self.model) if config.torch_compile else self.model
         self.criterion = CombinedLoss(
             recipe.loss, recipe.model.embedding_size, len(self.pack.identities),
             None if self.val_targets is None else self.val_targets.shape[1]).to(self.device)
+        if recipe.loss.margin_init == 'imprint' and self.criterion.margin_head is not None:
+            self._imprint_classes()
         self.optimizer = make_optimizer(config, list(self.model.parameters())
                                         + list(self.criterion.parameters()))
         # Views at the teacher's 112 px; the student's input is scaled from them.
@@ -267,7 +287,8 @@ class Trainer:
             teacher = torch.from_numpy(self.targets[indices]).to(self.device)
         inputs = resize_input(views, self.recipe.model.input_size).contiguous(
             memory_format=torch.channels_last)
-        loss, parts = self.criterion(self.forward(inputs), labels, teacher)
+        embeddings = self.forward(inputs)
+        loss, parts = self.criterion(embeddings, labels, teacher, self._feature_pairs())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -306,22 +327,67 @@ class Trainer:
             return torch.cat([self.model(self._centre_inputs(indices[start:start + size]))
                               for start in range(0, len(indices), size)])
 
+    def _imprint_classes(self):
+        """Set each identity's class weight to the mean unit embedding of its training faces."""
+        faces = np.sort(np.concatenate(self.plan.identities))
+        embeddings = functional.normalize(self._embed(faces), dim=1)
+        labels = torch.from_numpy(self.pack.labels[faces]).to(self.device)
+        weight = self.criterion.margin_head.weight
+        with torch.no_grad():
+            sums = torch.zeros_like(weight).index_add_(0, labels, embeddings)
+            seen = sums.norm(dim=1) > 0
+            weight[seen] = functional.normalize(sums[seen], dim=1)
+
     def _centre_inputs(self, indices):
         """Return network input of the faces' centre crops."""
         return network_faces(self.pack.images[indices], self.recipe.model.input_size).to(
             self.device)
 
     def _starting_backbone(self, path):
-        """Return the Backbone in ``path`` (checkpoint or ONNX) and the steps that made it."""
+        """
+        Return the Backbone in ``path`` (checkpoint or ONNX) and how it was made.
+
+        That is the model, the steps that made it and the teacher's channels its rows keep
+        (None where the file does not record them, as in an ONNX export).
+        """
         if not os.path.exists(path):
             raise ConfigError(f'train.init_from: {path} does not exist')
         if str(path).endswith('.onnx'):
             faces = np.linspace(0, len(self.plan.train) - 1, CALIBRATION_FACES).astype(int)
-            return backbone_from_onnx(path, self._centre_inputs(self.plan.train[faces]))
+            return (*backbone_from_onnx(path, self._centre_inputs(self.plan.train[faces])),
+                    None)
         state = torch.load(path, map_location='cpu', weights_only=True)
         model = Backbone(BackboneConfig.from_dict(state['backbone'], f'{path}: backbone'))
         model.load_state_dict(state['model'])
-        return model, state['step'] + state.get('steps_before', 0)
+        return (model, state['step'] + state.get('steps_before', 0),
+                state.get('teacher_channels'))
+
+    def _feature_rows(self):
+        """Return hooks on both nets' rows, after checking that their channels correspond."""
+        if self.teacher is None:
+            raise ConfigError('loss.feature_weight needs loss.targets: exact_view')
+        if self.teacher_channels is None:
+            raise ConfigError('loss.feature_weight needs train.init_from to be a cut or a '
+                              "checkpoint that records the teacher's channels "
+                              '(python -m face_id_ros.training.cut writes them)')
+        widths = [row[-1].conv[-1][0].out_channels for row in blocks_by_row(self.model)[1]]
+        if [len(kept) for kept in self.teacher_channels] != widths or (
+                self.recipe.model.input_size != CROP_SIZE):
+            raise ConfigError(f'loss.feature_weight: the rows of the model ({widths} channels, '
+                              f'{self.recipe.model.input_size} px) do not match the recorded '
+                              f'teacher channels ({[len(kept) for kept in self.teacher_channels]}'
+                              f', {CROP_SIZE} px)')
+        self.channel_index = [torch.tensor(kept, device=self.device)
+                              for kept in self.teacher_channels]
+        return RowOutputs(self.model), RowOutputs(self.teacher.model)
+
+    def _feature_pairs(self):
+        """Return the student's row outputs of the last step and the teacher's on its channels."""
+        if self.feature_rows is None:
+            return None
+        student, teacher = self.feature_rows
+        return [(ours, theirs[:, kept].float()) for ours, theirs, kept in zip(
+            student.maps, teacher.maps, self.channel_index)]
 
     def log_step(self, loss, parts, seconds):
         """Append one row to train_log.csv."""
@@ -352,7 +418,7 @@ class Trainer:
             'torch_rng': torch.get_rng_state(),
             'backbone': asdict(self.recipe.model), 'export': asdict(self.recipe.export),
             'identities': list(self.pack.identities), 'pack': self.recipe.data.pack,
-            'steps_before': self.steps_before,
+            'steps_before': self.steps_before, 'teacher_channels': self.teacher_channels,
         }
         torch.save(state, f'{self.checkpoint_path}.tmp')
         os.replace(f'{self.checkpoint_path}.tmp', self.checkpoint_path)
