@@ -724,3 +724,23 @@ def test_imprinted_class_weights_start_where_each_persons_faces_lie(face_pack, t
         random = Trainer(load_recipe(SMOKE_RECIPE, [f'data.pack={face_pack}']),
                          tmp_path / 'random').criterion.margin_head.weight
         assert random[labels].norm(dim=1).max() < 0.5  # random rows are short, not unit
+
+
+def test_freed_activations_stay_in_the_heap_instead_of_faulting_in_again():
+    import subprocess
+    import sys
+    script = '\n'.join([
+        'import resource, sys, torch',
+        'from face_id_ros.training.train import keep_freed_memory',
+        'if sys.argv[1] == "keep":',
+        '    assert keep_freed_memory()',
+        'torch.ones(1 << 24).sum()',
+        'before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt',
+        'for _ in range(10):',
+        '    torch.ones(1 << 24).sum()  # 64 MB, as a batch of activations',
+        'print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)'])
+    faults = {mode: int(subprocess.run([sys.executable, '-c', script, mode], check=True,
+                                       capture_output=True, text=True).stdout)
+              for mode in ('keep', 'default')}
+    assert faults['default'] > 10 * 15000  # each 64 MB buffer mapped and zeroed afresh
+    assert faults['keep'] < faults['default'] / 4  # at most a buffer's first touch
