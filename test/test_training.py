@@ -298,6 +298,29 @@ def test_mixed_views_hold_both_faces_and_say_which_were_mixed(face_pack):
     assert not mixed.any()
 
 
+def test_clean_views_move_like_the_views_without_their_mask_and_light(face_pack):
+    images = torch.from_numpy(np.array(data.load_pack(face_pack).images))
+    busy = data.AugmentConfig(mask=1.0, low_light=1.0, blur=1.0, color=1.0, flip=0.5,
+                              turn=1.0, mix=0.5)
+    inputs, mixed, clean = data.Augmenter(busy, seed=3).views(images, clean=True)
+    alone, alone_mixed = data.Augmenter(busy, seed=3).views(images)
+    assert torch.equal(inputs, alone) and torch.equal(mixed, alone_mixed)
+    # Masked only, nothing else drawn after the crop: clean is the view without its mask.
+    still = {'flip': 0, 'color': 0, 'low_light': 0, 'blur': 0}
+    masked, _, bare = data.Augmenter(data.AugmentConfig(mask=1.0, **still), seed=4).views(
+        images, clean=True)
+    unmasked, _ = data.Augmenter(data.AugmentConfig(mask=0.0, **still), seed=4).views(images)
+    assert torch.equal(bare, unmasked)
+    assert torch.allclose(masked[..., :40, :], bare[..., :40, :])  # above the nose
+    assert (masked[..., 80:, :] - bare[..., 80:, :]).abs().mean(dim=(1, 2, 3)).min() > 0.1
+    # Flipped and turned, both move alike: the clean view's upper half stays the view's.
+    turned, _, bare = data.Augmenter(data.AugmentConfig(
+        mask=1.0, turn=1.0, max_roll=0, **{**still, 'flip': 1.0}), seed=4).views(
+        images, clean=True)
+    assert (turned[..., 10:30, :] - bare[..., 10:30, :]).abs().mean() < 0.02
+    assert not torch.allclose(turned[..., 10:30, :], unmasked[..., 10:30, :], atol=0.05)
+
+
 def test_mixing_faces_needs_exact_view_targets():
     with pytest.raises(ConfigError, match='exact_view'):
         load_recipe(SMOKE_RECIPE, ['augment.mix=0.2'])

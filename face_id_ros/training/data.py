@@ -326,24 +326,38 @@ class Augmenter:
         """Augment ``(N, H, W, 3)`` uint8 RGB faces; return normalised ``(N, 3, S, S)``."""
         return self.views(images)[0]
 
-    def views(self, images):
-        """Return ``(inputs, mixed)``: the augmented faces and which were mixed with another."""
+    def views(self, images, clean=False):
+        """
+        Return ``(inputs, mixed)``: the augmented faces and which were mixed with another.
+
+        With ``clean``, return ``(inputs, mixed, clean_inputs)``: the clean inputs are the same
+        views (crop, turn, mix, flip) without what the runtime must see through (mask,
+        smeared top, colour, low light, blur).
+        """
         config = self.config
         faces, offsets = self._crop(images)
         faces = faces.permute(0, 3, 1, 2).float()
+        bare = faces.clone() if clean else faces[:, :0]
         faces = self._apply(faces, config.smear_top, self._smear_top, offsets)
         faces = self._apply(faces, config.mask, self._mask, offsets)
+        faces = torch.cat([faces, bare], 1)  # the moves below treat every channel alike
         if config.turn:
             faces = self._apply(faces, config.turn, self._turn)
         mixed = torch.zeros(len(faces), dtype=torch.bool, device=faces.device)
         if config.mix and len(faces) > 1:
             faces, mixed = self._mix(faces)
         faces = self._apply(faces, config.flip, lambda picked: picked.flip(3))
+        faces, bare = (faces[:, :3].contiguous(), faces[:, 3:]) if clean else (faces, None)
         faces = self._apply(faces, config.color, self._color)
         faces = self._apply(faces, config.low_light, self._low_light)
         faces = self._apply(faces, config.blur, self._blur)
-        inputs = resize_input((faces.clamp(0, 255) - INPUT_MEAN) / INPUT_STD, self.input_size)
-        return inputs, mixed
+        if not clean:
+            return self._inputs(faces), mixed
+        return self._inputs(faces), mixed, self._inputs(bare)
+
+    def _inputs(self, faces):
+        """Return network inputs of 0-255 faces."""
+        return resize_input((faces.clamp(0, 255) - INPUT_MEAN) / INPUT_STD, self.input_size)
 
     def _apply(self, faces, probability, transform, *extra):
         """Transform the faces picked with ``probability`` (and their rows of ``extra``)."""

@@ -94,9 +94,10 @@ class Recipe:
                               f'{sorted(SECTIONS)}')
         recipe = cls(**{name: section.from_dict(mapping.get(name), f'{source}: {name}')
                         for name, section in SECTIONS.items()})
-        if recipe.augment.mix and recipe.loss.targets != 'exact_view':
-            raise ConfigError(f'{source}: augment.mix needs loss.targets: exact_view (the '
-                              f"centre crop's target is not the mixed picture's)")
+        if recipe.augment.mix and recipe.loss.targets == 'centre_crop':
+            raise ConfigError(f'{source}: augment.mix needs loss.targets: exact_view or '
+                              f"clean_view (the centre crop's target is not the mixed "
+                              f"picture's)")
         return recipe
 
 

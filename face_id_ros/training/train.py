@@ -208,7 +208,7 @@ class Trainer:
         self.pack = load_pack(recipe.data.pack)
         self.plan = BatchPlan(self.pack.labels, config, config.seed, recipe.data.val_fraction)
         self.targets = self.teacher = self.val_targets = None
-        if recipe.loss.distill_weight > 0 and recipe.loss.targets == 'exact_view':
+        if recipe.loss.distill_weight > 0 and recipe.loss.targets != 'centre_crop':
             self.teacher = ExactViewTeacher(recipe.data, config.teacher_bfloat16, self.device)
             # The held-out measure stays the cached one: flip-sum of the centre crop, float32.
             self.val_targets = torch.cat([self.teacher(
@@ -298,11 +298,14 @@ class Trainer:
         lr = learning_rate(self.recipe.train, self.step, self.total_steps)
         for group in self.optimizer.param_groups:
             group['lr'] = lr
-        views, mixed = self.augmenter.views(images)
+        if self.recipe.loss.targets == 'clean_view':
+            views, mixed, clean = self.augmenter.views(images, clean=True)
+        else:
+            (views, mixed), clean = self.augmenter.views(images), None
         labels = torch.where(mixed, -1, labels)  # a mix of two people has no identity
         teacher = None
         if self.teacher is not None:
-            teacher = self.teacher(views)
+            teacher = self.teacher(views if clean is None else clean)
         elif self.targets is not None:
             teacher = torch.from_numpy(self.targets[indices]).to(self.device)
         inputs = resize_input(views, self.recipe.model.input_size).contiguous(
@@ -385,7 +388,8 @@ class Trainer:
     def _feature_rows(self):
         """Return hooks on both nets' rows, after checking that their channels correspond."""
         if self.teacher is None:
-            raise ConfigError('loss.feature_weight needs loss.targets: exact_view')
+            raise ConfigError('loss.feature_weight needs loss.targets: exact_view or '
+                              'clean_view')
         if self.teacher_channels is None:
             raise ConfigError('loss.feature_weight needs train.init_from to be a cut or a '
                               "checkpoint that records the teacher's channels "
