@@ -50,9 +50,9 @@ class LossConfig:
     distill_weight: float = setting(1.0, 'Weight of 1 - cos(student, teacher).', 0.0, 100.0)
     targets: str = setting(
         'centre_crop', "The teacher's embedding the student is pulled to: of the face's "
-        "centre crop (cached by prepare), of the exact view the student sees, or of the clean "
+        'centre crop (cached by prepare), of the exact view the student sees, or of the clean '
         'view: the same crop, turn, mix and flip without mask, smeared top, colour, low light '
-        "and blur, so that the student learns to see through what the teacher cannot (the "
+        'and blur, so that the student learns to see through what the teacher cannot (the '
         "last two run the teacher's PyTorch weights, data.teacher_weights, on every batch).",
         choices=('centre_crop', 'exact_view', 'clean_view'))
     relation_weight: float = setting(
