@@ -340,7 +340,9 @@ class Augmenter:
         bare = faces.clone() if clean else faces[:, :0]
         faces = self._apply(faces, config.smear_top, self._smear_top, offsets)
         faces = self._apply(faces, config.mask, self._mask, offsets)
-        faces = torch.cat([faces, bare], 1)  # the moves below treat every channel alike
+        # The moves below treat every channel alike, so a clean half moves with its view; the
+        # copy also makes both paths compute on the same contiguous layout, bit for bit.
+        faces = torch.cat([faces, bare], 1)
         if config.turn:
             faces = self._apply(faces, config.turn, self._turn)
         mixed = torch.zeros(len(faces), dtype=torch.bool, device=faces.device)
