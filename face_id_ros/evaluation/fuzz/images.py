@@ -367,6 +367,15 @@ def mutate_png(rng, payload, others):
     return payload[:8] + body + (tail if rng.random() < 0.5 else b'')
 
 
+def mutate_encoded(rng, payload, others, operation):
+    """Return ``payload`` mutated: its JPEG or PNG structure (operation 0 or 1) or its bytes."""
+    if operation < 2 and payload.startswith(b'\xff\xd8'):
+        return mutate_jpeg(rng, payload, others)
+    if operation < 2 and payload.startswith(b'\x89PNG'):
+        return mutate_png(rng, payload, others)
+    return mutate_bytes(rng, payload, others)
+
+
 def generate_compressed(rng, seeds):
     """Return a mutated CompressedImage case: format and data."""
     fields = dict(rng.choice(seeds))
@@ -374,12 +383,8 @@ def generate_compressed(rng, seeds):
     others = [np.asarray(seed['data'], np.uint8).tobytes() for seed in rng.sample(seeds, 2)]
     for _ in range(1 + int(rng.expovariate(1.2))):
         operation = rng.randrange(6)
-        if operation < 2 and payload.startswith(b'\xff\xd8'):
-            payload = mutate_jpeg(rng, payload, others)
-        elif operation < 2 and payload.startswith(b'\x89PNG'):
-            payload = mutate_png(rng, payload, others)
-        elif operation < 4:
-            payload = mutate_bytes(rng, payload, others)
+        if operation < 4:
+            payload = mutate_encoded(rng, payload, others, operation)
         elif operation == 4:
             fields['format'] = rng.choice(FORMATS + (None, 7, b'jpeg'))
         elif rng.random() < 0.2:
@@ -410,12 +415,8 @@ def generate_file(rng, seeds):
     others = rng.sample(seeds, 2)
     for _ in range(1 + int(rng.expovariate(1.2))):
         operation = rng.randrange(5)
-        if operation < 2 and payload.startswith(b'\xff\xd8'):
-            payload = mutate_jpeg(rng, payload, others)
-        elif operation < 2 and payload.startswith(b'\x89PNG'):
-            payload = mutate_png(rng, payload, others)
-        elif operation < 4:
-            payload = mutate_bytes(rng, payload, others)
+        if operation < 4:
+            payload = mutate_encoded(rng, payload, others, operation)
         else:  # a file cut off, as a copy or a download interrupted leaves it
             payload = payload[:rng.randrange(len(payload) + 1)]
     return payload
