@@ -198,8 +198,9 @@ def test_a_smaller_input_sees_the_whole_crop_scaled_and_the_runtime_aligns_to_it
     expected = small.embedder.embed(np.stack([
         opencv.resize(face, (96, 96), interpolation=opencv.INTER_AREA)
         for face in (crop_112, mirrored)]))
-    threshold = calibrate_threshold(str(path), tmp_path / 'people', far=0.5)
+    threshold, masked_threshold = calibrate_threshold(str(path), tmp_path / 'people', far=0.5)
     assert threshold == pytest.approx(float(expected[0] @ expected[1]), abs=1e-4)
+    assert masked_threshold >= threshold
 
 
 def test_a_cut_net_goes_to_onnx_and_back(tmp_path):

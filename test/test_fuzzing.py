@@ -236,6 +236,10 @@ def metadata_json(**changes):
     (metadata_json(template=[[1, 2]] * 5), 'template'),  # degenerate
     (metadata_json(cosine_threshold=None), 'cosine_threshold'),  # float(None): TypeError
     (metadata_json(cosine_threshold=[0.5]), 'cosine_threshold'),
+    # Below the bare threshold it would name masked strangers the bare one refuses.
+    (metadata_json(cosine_threshold=0.5, masked_cosine_threshold=0.4), 'masked_cosine'),
+    (metadata_json(masked_cosine_threshold='0.7'), 'masked_cosine'),
+    (metadata_json(masked_cosine_threshold=float('nan')), 'masked_cosine'),
     (metadata_json(layout=['NCHW']), 'layout'),
     (metadata_json(name=7), 'name'),
 ])
@@ -452,8 +456,8 @@ def test_any_yaml_document_is_a_config_or_a_config_error(tmp_path_factory, value
 
 
 METADATA_KEYS = ('embedding_size', 'input_size', 'layout', 'channel_order', 'mean', 'std',
-                 'template', 'cosine_threshold', 'mask_threshold', 'mask_output', 'name',
-                 'format_version', 'extra')
+                 'template', 'cosine_threshold', 'masked_cosine_threshold', 'mask_threshold',
+                 'mask_output', 'name', 'format_version', 'extra')
 
 
 def metadata_changes():

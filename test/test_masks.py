@@ -17,9 +17,11 @@
 import dataclasses
 import math
 
+from conftest import LFW_DIR
 from face_id_ros.core.config import MatcherConfig, PipelineConfig, TrackerConfig
 from face_id_ros.core.embedding import OnnxEmbedder
 from face_id_ros.core.gallery import GallerySnapshot
+from face_id_ros.core.image_files import read_image
 from face_id_ros.core.matching import FaceMatch, match
 from face_id_ros.core.patient_id import MASK, mask_detections, NO_MASK, UNKNOWN
 from face_id_ros.core.pipeline import Pipeline
@@ -116,9 +118,9 @@ def test_a_masked_face_is_compared_with_the_patients_masked_templates():
                            [False, True, False])
     probe = unit([[1, 0.12, 0]])
     config = MatcherConfig(top_k=2)
-    unknown_kind = match(probe, snapshot, config, 0.5)[0]
-    as_masked = match(probe, snapshot, config, 0.5, masked=[True])[0]
-    as_bare = match(probe, snapshot, config, 0.5, masked=[False])[0]
+    unknown_kind = match(probe, snapshot, config, 0.5, masked_threshold=0.5)[0]
+    as_masked = match(probe, snapshot, config, 0.5, masked=[True], masked_threshold=0.5)[0]
+    as_bare = match(probe, snapshot, config, 0.5, masked=[False], masked_threshold=0.5)[0]
     bare_cosine = float(probe[0] @ snapshot.templates[0])
     masked_cosine = float(probe[0] @ snapshot.templates[1])
     assert unknown_kind.candidates[0].cosine == pytest.approx(bare_cosine)
@@ -131,6 +133,83 @@ def test_a_masked_face_of_a_patient_without_masked_templates_uses_the_bare_ones(
     snapshot = snapshot_of([[1, 0, 0], [0, 1, 0]], [0, 1], [False, False])
     result = match(unit([[1, 0.05, 0]]), snapshot, MatcherConfig(), 0.5, masked=[True])[0]
     assert result.decision == 'P-0001' and not result.like_templates
+
+
+def test_a_masked_template_names_only_above_the_masked_threshold():
+    # P-0001's only template is masked; the probe's cosine to it (0.6) lies between the
+    # bare threshold and the masked one.
+    snapshot = snapshot_of([[1, 0, 0], [0, 1, 0]], [0, 1], [True, False])
+    probe = unit([[0.6, 0, 0.8]])
+    config = MatcherConfig()
+    for masked in (None, [True], [False]):
+        assert match(probe, snapshot, config, 0.5, masked, 0.7)[0].decision == 'unknown'
+    named = match(probe, snapshot, config, 0.5, [True], 0.55)[0]
+    assert named.decision == 'P-0001'
+    # Reported on the scale it was judged on: lowered by the gap between the thresholds.
+    assert named.candidates[0].cosine == pytest.approx(0.6 - 0.05)
+
+
+def test_without_a_masked_threshold_masked_templates_name_nobody():
+    # P-0001: a masked template the probe equals and a bare one; P-0002: a bare one.
+    snapshot = snapshot_of([[1, 0, 0], [0, 1, 0], [0, 0, 1]], [0, 0, 1],
+                           [True, False, False])
+    for masked in (None, [True], [False]):
+        assert match(unit([[1, 0, 0]]), snapshot, MatcherConfig(), 0.5,
+                     masked)[0].decision == 'unknown'
+    # The bare template still names the patient, a masked face on weaker evidence.
+    by_bare = match(unit([[0, 1, 0.1]]), snapshot, MatcherConfig(), 0.5, [True])[0]
+    assert by_bare.decision == 'P-0001' and not by_bare.like_templates
+
+
+def test_the_masked_threshold_keeps_its_gap_to_a_raised_threshold():
+    from face_id_ros.core.matching import resolve_masked_threshold
+    from face_id_ros.core.model_metadata import ModelMetadata
+    model = ModelMetadata('m', '1', 8, cosine_threshold=0.53, masked_cosine_threshold=0.65)
+    assert resolve_masked_threshold(0.53, model) == pytest.approx(0.65)
+    assert resolve_masked_threshold(0.6, model) == pytest.approx(0.72)
+    assert resolve_masked_threshold(0.95, model) == 1.0
+    assert resolve_masked_threshold(0.53, dataclasses.replace(
+        model, masked_cosine_threshold=None)) is None
+
+
+@pytest.mark.skipif(not LFW_DIR.is_dir(), reason='../shared LFW is absent')
+def test_masked_strangers_are_not_named_from_masked_patients_like_them(pipeline):
+    # The attack: 150 LFW people, each photographed masked twice (two masks). Every pair of
+    # different people whose masked faces are as alike as the bare threshold asks: one is
+    # enrolled bare and masked, as the ward enrols, the other comes masked to the robot.
+    # About 21,000 masked pairs: at the model's FAR of 1e-5, none should get through.
+    people = sorted(path for path in (LFW_DIR / 'images').iterdir() if path.is_dir())[:150]
+    rng = np.random.default_rng(0)
+    bare, enrolled, probes, visiting = [], [], [], []
+    for person in people:
+        image = read_image(sorted(person.iterdir())[0])
+        detected = pipeline.detector.detect(image)
+        if not detected:
+            continue
+        views = [image] + [paint_mask_on_face(image, detected[0], rng) for _ in range(2)]
+        embedded = [pipeline.describe(view).embeddings for view in views]
+        if all(len(rows) for rows in embedded):
+            for rows, found in zip(embedded, (bare, enrolled, probes)):
+                found.append(rows[0])
+            visiting.append(views[2])
+    cosines = np.array(probes) @ np.array(enrolled).T
+    np.fill_diagonal(cosines, -1.0)
+    attacks = np.argwhere(cosines >= pipeline.threshold)
+    assert len(attacks) >= 5  # against the bare threshold they would be named
+    outcomes = []
+    try:
+        for stranger, patient in attacks:
+            pipeline.set_gallery(GallerySnapshot(
+                1, np.array(['P-0001']), np.array([bare[patient], enrolled[patient]]),
+                np.array([0, 0]), np.array([False, True])))
+            [face] = pipeline.identify_still(visiting[stranger]).faces
+            outcomes.append((face.masked, face.status))
+        # The patient, masked again, is still named: the threshold did not blind the gallery.
+        [patient_face] = pipeline.identify_still(visiting[patient]).faces
+    finally:
+        pipeline.set_gallery(GallerySnapshot.empty(pipeline.embedder.embedding_size))
+    assert outcomes == [(True, 'unknown')] * len(attacks)
+    assert patient_face.masked and patient_face.patient_id == 'P-0001'
 
 
 def masked_match(patient, like_templates):

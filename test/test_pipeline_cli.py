@@ -14,6 +14,7 @@
 
 """The pipeline and the ``face-id`` tool end to end, on real photos and real ONNX sessions."""
 
+import dataclasses
 import json
 from pathlib import Path
 import shutil
@@ -235,9 +236,13 @@ def test_calibrate_threshold_scores_only_pairs_of_different_people(
                  '--margin', '69']) == 0
     output = capsys.readouterr().out
     # 9 faces give 36 pairs; 6 + 3 + 1 of them show one person twice.
-    assert '9 faces of 3 people, 26 impostor pairs' in output
+    assert '9 faces of 3 people' in output and 'bare faces: 26 impostor pairs' in output
     threshold = float(output.split('threshold at FAR 0.5: ')[1].split()[0])
     assert -1.0 <= threshold < 0.5   # the teacher scores different people low
+    # Masked faces of different people, each with another mask: 52 ordered pairs.
+    assert 'masked faces: 52 impostor pairs' in output
+    masked = float(output.split('masked-template threshold at FAR 0.5: ')[1].split()[0])
+    assert masked >= threshold
     assert 'too few' not in output   # 26 pairs resolve a FAR of 0.5
     # 26 pairs cannot measure a FAR of 1e-5: the normal tail, above every pair, is used.
     assert main(['calibrate-threshold', str(teacher_model), str(tmp_path), '--far', '1e-5',
@@ -245,12 +250,32 @@ def test_calibrate_threshold_scores_only_pairs_of_different_people(
     output = capsys.readouterr().out
     tail = float(output.split('normal tail ')[1].split()[0])
     assert 'too few' in output and f'threshold at FAR 1e-05: {tail:.4f}' in output
-    assert tail > float(output.split('max ')[1].split()[0])
+    assert tail > float(output.split('max ')[1].split(';')[0])
     assert ('names nobody' in output) == (tail >= 1.0)
     for person in ('Abdullah_Gul', 'Adrien_Brody'):
         shutil.rmtree(tmp_path / person)
     assert main(['calibrate-threshold', str(teacher_model), str(tmp_path)]) == 2
     assert 'impostor pairs need two' in capsys.readouterr().err
+
+
+def test_set_thresholds_changes_only_the_thresholds_and_version(tmp_path, capsys):
+    from face_id_ros.core.embedding import OnnxEmbedder
+    shipped = PACKAGE_ROOT / 'models' / 'face_embedder.onnx'
+    target = tmp_path / 'retuned.onnx'
+    assert main(['model', 'set-thresholds', str(shipped), str(target), '--version', '9.9',
+                 '--cosine-threshold', '0.6', '--masked-cosine-threshold', '0.7']) == 0
+    before, after = OnnxEmbedder(str(shipped)), OnnxEmbedder(str(target))
+    assert after.metadata == dataclasses.replace(
+        before.metadata, version='9.9', cosine_threshold=0.6, masked_cosine_threshold=0.7)
+    crops = np.random.default_rng(0).integers(0, 256, (2, 112, 112, 3), np.uint8)
+    assert np.array_equal(before.embed(crops), after.embed(crops))
+    assert after.fingerprint != before.fingerprint  # galleries must enrol again
+    # A masked threshold below the bare one would name masked strangers: refused.
+    assert main(['model', 'set-thresholds', str(shipped), str(tmp_path / 'bad.onnx'),
+                 '--version', '9.9', '--cosine-threshold', '0.6',
+                 '--masked-cosine-threshold', '0.5']) == 2
+    assert 'masked_cosine_threshold' in capsys.readouterr().err
+    assert not (tmp_path / 'bad.onnx').exists()
 
 
 def test_model_latency_times_models_against_each_other(tiny_model, capsys):

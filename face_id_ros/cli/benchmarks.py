@@ -78,7 +78,8 @@ def add_commands(commands):
 
     parser = commands.add_parser(
         'calibrate-threshold',
-        help='cosine threshold at a target false-accept rate, from pairs of different people')
+        help='cosine thresholds (bare and masked templates) at a target false-accept rate, '
+        'from pairs of different people')
     parser.add_argument('model', help='embedder ONNX')
     parser.add_argument('faces', help='aligned face canvases in one sub-folder per person')
     parser.add_argument('--count', type=int, default=4000, help='faces sampled, at most')
@@ -199,7 +200,7 @@ def run_calibrate_landmarks(args):
 
 
 def run_calibrate_threshold(args):
-    """Print the cosine threshold that accepts ``--far`` of pairs of different people."""
+    """Print the cosine thresholds that accept ``--far`` of pairs of different people."""
     benchmarks.calibrate_threshold(args.model, args.faces, args.count, args.far, args.margin,
                                    args.seed)
     return 0

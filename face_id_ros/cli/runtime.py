@@ -14,6 +14,7 @@
 
 """``face-id enroll``, ``gallery``, ``identify``, ``model`` and ``demo``: the main job."""
 
+from dataclasses import replace
 import json
 import os
 from pathlib import Path
@@ -101,6 +102,8 @@ def run_enroll(args):
                               replace=args.replace)
         verb = 'replaced by' if args.replace else 'enrolled'
         print(f'{patient_id}: {verb} {len(samples)} photo(s), {sum(masked)} masked')
+        if any(masked) and pipeline.masked_threshold is None:
+            print('  this model has no threshold for masked templates: they name nobody')
     print(f'gallery {gallery.path}: revision {gallery.revision}, '
           f'{len(gallery.patient_ids())} patient(s); {rejected} photo(s) rejected, '
           f'{refused} patient(s) refused')
@@ -394,7 +397,8 @@ def write_annotated(target, index, name, image, writer, fps, video):
 # model --------------------------------------------------------------------------------------
 
 def _add_model(commands):
-    parser = commands.add_parser('model', help='inspect a model or stamp metadata into one')
+    parser = commands.add_parser('model', help='inspect a model, stamp metadata into one, set its '
+                                 'thresholds or time models')
     actions = parser.add_subparsers(dest='action', required=True)
     show = actions.add_parser('info', help="print a model's face_id metadata and fingerprint")
     show.add_argument('model', nargs='?', help='ONNX file (default: the shipped model)')
@@ -413,9 +417,21 @@ def _add_model(commands):
     stamp.add_argument('--input-size', type=int, nargs=2, default=(112, 112),
                        metavar=('WIDTH', 'HEIGHT'))
     stamp.add_argument('--cosine-threshold', type=float, required=True)
+    stamp.add_argument('--masked-cosine-threshold', type=float,
+                       help='threshold against masked templates (default: none, they name '
+                       'nobody)')
     stamp.add_argument('--training-data', default='')
     stamp.add_argument('--licence', default='')
     stamp.set_defaults(handler=run_model_stamp)
+    thresholds = actions.add_parser(
+        'set-thresholds', help='copy a model with new recommended thresholds (face-id '
+        'calibrate-threshold gives both) and version; galleries must then enrol again')
+    thresholds.add_argument('source')
+    thresholds.add_argument('target')
+    thresholds.add_argument('--version', required=True)
+    thresholds.add_argument('--cosine-threshold', type=float, required=True)
+    thresholds.add_argument('--masked-cosine-threshold', type=float, required=True)
+    thresholds.set_defaults(handler=run_model_set_thresholds)
     latency = actions.add_parser(
         'latency', help='time models against each other, interleaved, one face, one thread')
     latency.add_argument('models', nargs='+', help='ONNX files')
@@ -448,23 +464,44 @@ def run_model_latency(args):
 
 def run_model_stamp(args):
     """Copy an ONNX model with the face_id metadata added (needs the ``onnx`` package)."""
-    try:
-        import onnx
-    except ImportError:
-        raise FaceIdError('`face-id model stamp` needs the onnx package: pip install onnx')
-    from face_id_ros.core.model_metadata import attach_metadata, ModelMetadata
+    from face_id_ros.core.model_metadata import ModelMetadata
     metadata = ModelMetadata(
         name=args.name, version=args.version, embedding_size=args.embedding_size,
         input_size=tuple(args.input_size), channel_order=args.channel_order,
         mean=tuple(args.mean), std=tuple(args.std), cosine_threshold=args.cosine_threshold,
+        masked_cosine_threshold=args.masked_cosine_threshold,
         training_data=args.training_data, licence=args.licence)
-    try:
-        model = onnx.load(args.source)
-    except Exception as error:  # onnx raises protobuf and OS errors alike
-        raise FaceIdError(f'cannot read ONNX model {args.source}: {error}')
-    onnx.save(attach_metadata(model, metadata), args.target)
+    _save_with_metadata(args.source, args.target, metadata)
     print(f'wrote {args.target} with face_id metadata ({metadata.name} {metadata.version})')
     return 0
+
+
+def run_model_set_thresholds(args):
+    """Copy a model with its recommended thresholds and version replaced."""
+    from face_id_ros.core.embedding import OnnxEmbedder
+    metadata = replace(OnnxEmbedder(args.source).metadata, version=args.version,
+                       cosine_threshold=args.cosine_threshold,
+                       masked_cosine_threshold=args.masked_cosine_threshold)
+    _save_with_metadata(args.source, args.target, metadata)
+    print(f'wrote {args.target}: {metadata.name} {metadata.version}, thresholds '
+          f'{metadata.cosine_threshold} (bare), {metadata.masked_cosine_threshold} (masked '
+          'templates)')
+    return 0
+
+
+def _save_with_metadata(source, target, metadata):
+    """Copy the ONNX model ``source`` to ``target`` with ``metadata`` (needs ``onnx``)."""
+    try:
+        import onnx
+    except ImportError:
+        raise FaceIdError('`face-id model` needs the onnx package to write a model: '
+                          'pip install onnx')
+    from face_id_ros.core.model_metadata import attach_metadata
+    try:
+        model = onnx.load(source)
+    except Exception as error:  # onnx raises protobuf and OS errors alike
+        raise FaceIdError(f'cannot read ONNX model {source}: {error}')
+    onnx.save(attach_metadata(model, metadata), target)
 
 
 # demo ---------------------------------------------------------------------------------------

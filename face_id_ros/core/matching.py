@@ -27,6 +27,12 @@ A face known to wear a mask (or known not to) is compared with the templates of 
 kind where the patient has any, as a masked face and a bare one of the same person are
 further apart than two masked ones; ``FaceMatch.like_templates`` says whether the best
 candidate was scored that way, so the tracker can ask for more evidence when not.
+
+Masked faces of *different* people are also closer than bare ones: against masked
+templates the bare threshold would name masked strangers. A cosine to a masked template
+therefore counts lowered by the gap between the masked and the bare threshold, so that one
+threshold and one margin decide for every template; without a masked threshold, masked
+templates name nobody.
 """
 
 from dataclasses import dataclass
@@ -87,17 +93,37 @@ def resolve_threshold(config, recommended):
                        'match patients')
 
 
-def match(embeddings, snapshot, config, threshold, masked=None):
+def resolve_masked_threshold(threshold, metadata):
+    """
+    Return the cosine threshold for masked templates, or None when the model has none.
+
+    It lies as far above the resolved ``threshold`` as the model's masked threshold
+    (``metadata.masked_cosine_threshold``) lies above its bare one, so raising the
+    threshold raises both.
+    """
+    if metadata.masked_cosine_threshold is None:
+        return None
+    gap = metadata.masked_cosine_threshold - metadata.cosine_threshold
+    return min(1.0, threshold + max(0.0, gap))
+
+
+def match(embeddings, snapshot, config, threshold, masked=None, masked_threshold=None):
     """
     Match (N, D) face embeddings against a snapshot; return one FaceMatch per face.
 
-    ``threshold`` is the resolved cosine threshold in [0, 1] (``resolve_threshold``). Rows
-    that are not finite or are all zeros match nobody. ``masked`` (N,) says per face whether
-    it wears a mask (None: not known, every template counts alike).
+    ``threshold`` is the resolved cosine threshold in [0, 1] (``resolve_threshold``) and
+    ``masked_threshold`` the one for masked templates (``resolve_masked_threshold``; None:
+    masked templates name nobody). Rows that are not finite or are all zeros match nobody.
+    ``masked`` (N,) says per face whether it wears a mask (None: not known, every template
+    counts alike). A candidate's cosine to a masked template is reported lowered by
+    ``masked_threshold - threshold``, the scale on which it was judged.
     """
     if isinstance(threshold, str) or not 0.0 <= threshold <= 1.0:
         raise ConfigError(f'match threshold {threshold!r} is not a cosine in [0, 1]; '
                           'resolve it first (resolve_threshold)')
+    if masked_threshold is not None and not threshold <= masked_threshold <= 1.0:
+        raise ConfigError(f'masked threshold {masked_threshold!r} is not a cosine in '
+                          f'[{threshold}, 1] (resolve_masked_threshold)')
     faces = np.asarray(embeddings, dtype=np.float32)
     if not faces.size:
         return []
@@ -109,8 +135,10 @@ def match(embeddings, snapshot, config, threshold, masked=None):
     norms = np.linalg.norm(faces, axis=1)
     usable = np.isfinite(norms) & (norms > 0)
     faces = np.where(usable[:, None], faces / np.where(usable, norms, 1.0)[:, None], 0.0)
-    cosines = faces @ snapshot.templates.T
-    per_patient, like = _per_patient(cosines, snapshot, masked)
+    cosines = _on_bare_scale(faces @ snapshot.templates.T, snapshot.masked,
+                             threshold, masked_threshold)
+    countable = ~snapshot.masked if masked_threshold is None else np.ones_like(snapshot.masked)
+    per_patient, like = _per_patient(cosines, snapshot, masked, countable)
     order = best_first(per_patient, max(config.top_k, 2))
     return [_decide(snapshot.patient_ids, per_patient[row], order[row], config, threshold,
                     bool(like[row, order[row][0]]))
@@ -136,19 +164,29 @@ def best_first(scores, count):
     return np.array(rows, np.int64).reshape(len(scores), count)
 
 
-def _per_patient(cosines, snapshot, masked):
+def _on_bare_scale(cosines, masked_templates, threshold, masked_threshold):
+    """Lower the cosines to masked templates by the threshold gap (to -1 without one)."""
+    if not masked_templates.any():
+        return cosines
+    if masked_threshold is None:
+        return np.where(masked_templates[None, :], np.float32(-1.0), cosines)
+    gap = np.float32(masked_threshold - threshold)
+    return cosines - gap * masked_templates[None, :].astype(np.float32)
+
+
+def _per_patient(cosines, snapshot, masked, countable):
     """
     Return each face's similarity to each patient, and whether it came from like templates.
 
-    A face of known kind (masked or not) takes the best cosine over the patient's templates
-    of that kind, or over all of them when the patient has none of that kind.
+    A face of known kind (masked or not) takes the best cosine over the patient's
+    ``countable`` templates of that kind, or over all of them when the patient has none.
     """
     starts = snapshot.template_starts
     best_of_all = np.maximum.reduceat(cosines, starts, axis=1)
     if masked is None:
         return best_of_all, np.ones(best_of_all.shape, bool)
     masked = np.asarray(masked, bool)
-    like = snapshot.masked[None, :] == masked[:, None]
+    like = (snapshot.masked[None, :] == masked[:, None]) & countable[None, :]
     has_like = np.maximum.reduceat(like, starts, axis=1)
     best_of_like = np.maximum.reduceat(np.where(like, cosines, -np.inf), starts, axis=1)
     return np.where(has_like, best_of_like, best_of_all), has_like

@@ -60,6 +60,10 @@ class ModelMetadata:
     ``mask_output`` names a second ONNX output holding each face's mask probability, and
     ``mask_threshold`` the probability from which a face counts as masked; a model without
     one (``''``, e.g. a third-party ArcFace export) reports masks as unknown.
+    ``masked_cosine_threshold`` is the operating point for a face against a *masked*
+    template: masked faces of different people lie closer together than bare ones, so the
+    bare threshold would name masked strangers. A model without one (None) never names
+    anyone from a masked template.
     """
 
     name: str
@@ -76,6 +80,7 @@ class ModelMetadata:
     licence: str = ''
     mask_output: str = ''
     mask_threshold: float = 0.5
+    masked_cosine_threshold: float = None
     extra: dict = field(default_factory=dict)
 
     def to_json(self):
@@ -141,6 +146,12 @@ class ModelMetadata:
                             '[-1, 1]')
         if not (_numbers((self.mask_threshold,), 1) and 0.0 <= self.mask_threshold <= 1.0):
             problems.append(f'mask_threshold {short_repr(self.mask_threshold)} is not in [0, 1]')
+        if self.masked_cosine_threshold is not None and not (
+                _numbers((self.masked_cosine_threshold,), 1)
+                and _numbers((self.cosine_threshold,), 1)
+                and self.cosine_threshold <= self.masked_cosine_threshold <= 1.0):
+            problems.append(f'masked_cosine_threshold {short_repr(self.masked_cosine_threshold)}'
+                            ' is neither null nor in [cosine_threshold, 1]')
         if not isinstance(self.extra, dict):
             problems.append(f'extra {short_repr(self.extra)} is not a mapping')
         if problems:

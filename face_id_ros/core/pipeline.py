@@ -23,7 +23,7 @@ from face_id_ros.core.appearance import FaceLooks
 from face_id_ros.core.detection import make_detector
 from face_id_ros.core.embedding import OnnxEmbedder
 from face_id_ros.core.gallery import GallerySnapshot
-from face_id_ros.core.matching import match, resolve_threshold
+from face_id_ros.core.matching import match, resolve_masked_threshold, resolve_threshold
 from face_id_ros.core.resources import default_model_path
 from face_id_ros.core.tracking import FaceTracker, judge_still
 import numpy as np
@@ -95,6 +95,7 @@ class Pipeline:
             config.matcher, self.embedder.metadata.cosine_threshold)
         if self.threshold_warning:
             logging.getLogger('face_id_ros').warning(self.threshold_warning)
+        self.masked_threshold = resolve_masked_threshold(self.threshold, self.embedder.metadata)
         self.tracker = FaceTracker(config.tracker)
         self.snapshot = snapshot or GallerySnapshot.empty(self.embedder.embedding_size)
 
@@ -122,7 +123,7 @@ class Pipeline:
         started = time.perf_counter()
         masks = batch.masks(self.embedder.metadata.mask_threshold)
         matched = match(batch.embeddings, self.snapshot, self.config.matcher, self.threshold,
-                        self._masked(masks))
+                        self._masked(masks), self.masked_threshold)
         faces = [judge_still(f'still-{row + 1}', face_match, mask)
                  for row, (face_match, mask) in enumerate(zip(matched, masks))]
         timings = {**batch.timings_ms, 'match': _elapsed_ms(started)}
@@ -198,7 +199,7 @@ class Pipeline:
         started = time.perf_counter()
         masks = batch.masks(self.embedder.metadata.mask_threshold)
         matched = match(batch.embeddings, snapshot, self.config.matcher, self.threshold,
-                        self._masked(masks))
+                        self._masked(masks), self.masked_threshold)
         matches = [None] * len(batch.faces)
         face_masks = [(float('nan'), None)] * len(batch.faces)
         for row, face_match, mask in zip(batch.embedded_rows, matched, masks):

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from face_id_ros.core.alignment import detector_template
 from face_id_ros.core.errors import ConfigError
 from face_id_ros.core.image_codec import decode_any
-from face_id_ros.core.matching import match
+from face_id_ros.core.matching import match, resolve_masked_threshold
 from face_id_ros.core.pipeline import FrameResult
 from face_id_ros.core.rep155 import align_cropped, candidate_matches, pixel_box, read_landmarks
 from face_id_ros.core.tracking import FaceTracker
@@ -125,6 +125,7 @@ class Rep155Identifier:
             raise ConfigError(f'rep155 face_source {face_source!r} is not one of '
                               f'{FACE_SOURCES}')
         self.embedder, self.config, self.threshold = embedder, config, threshold
+        self.masked_threshold = resolve_masked_threshold(threshold, embedder.metadata)
         self.face_source = face_source
         self.snapshot = None
         self._trackers = {}
@@ -176,7 +177,7 @@ class Rep155Identifier:
             masked = None if np.isnan(chance) else bool(
                 chance >= self.embedder.metadata.mask_threshold)
             face_match = match(embeddings, snapshot, self.config.matcher, self.threshold,
-                               None if masked is None else [masked])[0]
+                               None if masked is None else [masked], self.masked_threshold)[0]
             mask = (chance, masked)
         tracked = tracker.update(stamp, [box], [face_match], [mask], plan)[0]
         return replace(tracked, track_id=view.face_id)

@@ -34,7 +34,7 @@ from face_id_ros.core.enrolment import photo_source
 from face_id_ros.core.errors import FaceIdError
 from face_id_ros.core.image_files import identity_folders, image_files, read_image
 from face_id_ros.evaluation import metrics
-from face_id_ros.evaluation.synthetic_masks import paint_mask_on_face
+from face_id_ros.evaluation.synthetic_masks import paint_mask_on_face, paint_masks_on_crops
 import numpy as np
 
 # The ArcFace crop inside the aligned canvases.
@@ -373,7 +373,7 @@ def calibrate_landmarks(faces, backend='blazeface', yunet_model='', margin=8, li
 
 def calibrate_threshold(model, faces, count=4000, far=1e-5, margin=8, seed=0):
     """
-    Print and return the cosine threshold that accepts ``far`` of pairs of different people.
+    Print and return the cosine thresholds that accept ``far`` of pairs of different people.
 
     Every pair of faces from different sub-folders is an impostor pair. Use faces of one
     source, processed alike, that the model never trained on (e.g. the CelebA faces a run
@@ -382,6 +382,10 @@ def calibrate_threshold(model, faces, count=4000, far=1e-5, margin=8, seed=0):
     are not used, so the threshold is not tuned on the data it is judged on. ``faces`` holds
     aligned canvases in one sub-folder per person (crop ``margin`` pixels in); at most
     ``count`` of them are sampled with ``seed``.
+
+    Returns ``(threshold, masked_threshold)``: the second is for a face against masked
+    templates, from the same faces with two synthetic masks each, every masked face of one
+    person against every differently masked face of another (never below the first).
     """
     from tqdm import tqdm
     from face_id_ros.core.embedding import OnnxEmbedder
@@ -392,36 +396,57 @@ def calibrate_threshold(model, faces, count=4000, far=1e-5, margin=8, seed=0):
     photos = [(person, path) for person, paths in people.items() for path in paths]
     random = np.random.default_rng(seed)
     chosen = sorted(random.choice(len(photos), min(count, len(photos)), replace=False))
+    crops = np.array([read_image(photos[index][1])[margin:margin + CROP_SIDE,
+                                                   margin:margin + CROP_SIDE]
+                      for index in tqdm(chosen, desc='read', unit='face')])
+    bare, masked, masked_again = (
+        _embed_canvas_crops(embedder, views, label) for views, label in (
+            (crops, 'embed'), (paint_masks_on_crops(crops, random), 'embed masked'),
+            (paint_masks_on_crops(crops, random), 'embed masked again')))
+    owners = np.unique([photos[index][0] for index in chosen], return_inverse=True)[1]
+    different = owners[:, None] != owners[None, :]
+    print(f'{len(chosen)} faces of {owners.max() + 1} people')
+    threshold = _threshold_at_far((bare @ bare.T)[np.triu(different, 1)], far, 'bare faces')
+    masked_scores = (masked @ masked_again.T)[different]
+    masked_threshold = max(threshold, _threshold_at_far(masked_scores, far, 'masked faces'))
+    print(f'  masked pairs that reach the bare threshold: '
+          f'{np.mean(masked_scores >= threshold):.3%}')
+    print(f'threshold at FAR {far:g}: {threshold:.4f}')
+    print(f'masked-template threshold at FAR {far:g}: {masked_threshold:.4f}')
+    if threshold >= 1.0:
+        print('  no cosine reaches it: with this threshold the model names nobody. Calibrate '
+              'on more people, or this model cannot be trusted at this FAR')
+    elif masked_threshold >= 1.0:
+        print('  no cosine reaches the masked one: masked templates would name nobody')
+    return threshold, masked_threshold
+
+
+def _embed_canvas_crops(embedder, crops, label):
+    """Embed 112 px crops one by one, scaled first for a net with a smaller input."""
+    from tqdm import tqdm
     width, height = embedder.input_size
     rows = []
-    for index in tqdm(chosen, desc='embed', unit='face'):
-        canvas = read_image(photos[index][1])
-        crop = canvas[margin:margin + CROP_SIDE, margin:margin + CROP_SIDE]
+    for crop in tqdm(crops, desc=label, unit='face'):
         if (width, height) != (CROP_SIDE, CROP_SIDE):  # a smaller net sees the crop scaled
             crop = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
         rows.append(embedder.embed(crop[None])[0])
-    embeddings = np.array(rows)
-    owners = np.unique([photos[index][0] for index in chosen], return_inverse=True)[1]
-    different = np.triu(owners[:, None] != owners[None, :], 1)
-    scores = (embeddings @ embeddings.T)[different]
+    return np.array(rows)
+
+
+def _threshold_at_far(scores, far, label):
+    """Print the impostor scores' tail; return the cosine they pass with rate ``far``."""
     empirical = float(np.quantile(scores, 1.0 - far))
     # A normal tail fitted to the impostor scores; the measured tails were lighter, so where
     # too few pairs resolve the FAR this errs towards `unknown`.
     normal_tail = float(scores.mean() + NormalDist().inv_cdf(1.0 - far) * scores.std())
     resolved = scores.size * far >= 10
-    threshold = empirical if resolved else max(empirical, normal_tail)
-    print(f'{len(chosen)} faces of {owners.max() + 1} people, {scores.size} impostor pairs: '
-          f'cosine mean {scores.mean():.4f}, std {scores.std():.4f}, max {scores.max():.4f}')
-    print(f'  at FAR {far:g}: measured quantile {empirical:.4f}, normal tail '
-          f'{normal_tail:.4f}')
+    print(f'  {label}: {scores.size} impostor pairs, cosine mean {scores.mean():.4f}, '
+          f'std {scores.std():.4f}, max {scores.max():.4f}; at FAR {far:g}: measured '
+          f'quantile {empirical:.4f}, normal tail {normal_tail:.4f}')
     if not resolved:
-        print(f'  {scores.size} pairs are too few to measure a FAR of {far:g} (fewer than '
+        print(f'    {scores.size} pairs are too few to measure a FAR of {far:g} (fewer than '
               '10 expected false accepts): using the higher of the two')
-    print(f'threshold at FAR {far:g}: {threshold:.4f}')
-    if threshold >= 1.0:
-        print('  no cosine reaches it: with this threshold the model names nobody. Calibrate '
-              'on more people, or this model cannot be trusted at this FAR')
-    return threshold
+    return empirical if resolved else max(empirical, normal_tail)
 
 
 def interleaved_latency(paths, rounds=30, runs=100):

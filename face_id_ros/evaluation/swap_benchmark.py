@@ -192,7 +192,7 @@ def _alone(pipeline, photo):
     """Return what the matcher says of the stranger's photo on its own (best face)."""
     batch = pipeline.describe(read_image(photo))
     matches = match(batch.embeddings, pipeline.snapshot, pipeline.config.matcher,
-                    pipeline.threshold)
+                    pipeline.threshold, masked_threshold=pipeline.masked_threshold)
     named = [face.decision for face in matches if face.decision.startswith('P-')]
     return named[0] if named else 'unknown'
 

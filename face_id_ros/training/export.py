@@ -60,6 +60,10 @@ class ExportConfig:
     cosine_threshold: float = setting(
         0.5, 'Recommended open-set cosine threshold; set it from a validation run.',
         -1.0, 1.0)
+    masked_cosine_threshold: object = setting(
+        'none', 'Recommended cosine threshold against masked templates (face-id '
+        'calibrate-threshold gives both); none: masked templates name nobody.', -1.0, 1.0,
+        words=('none',))
     training_data: str = setting('', 'Training data description for the model card.')
     licence: str = setting('research use only', 'Licence of the weights (follows the data).')
 
@@ -103,6 +107,8 @@ def build_metadata(backbone, export_config, extra=None):
         embedding_size=config.embedding_size, input_size=(config.input_size,) * 2,
         template=tuple((x * scale, y * scale) for x, y in ARCFACE_TEMPLATE_112),
         cosine_threshold=export_config.cosine_threshold,
+        masked_cosine_threshold=None if export_config.masked_cosine_threshold == 'none'
+        else float(export_config.masked_cosine_threshold),
         training_data=export_config.training_data, licence=export_config.licence,
         extra=details)
 
@@ -255,22 +261,23 @@ def _copy(parameter, array, path):
     parameter.copy_(torch.tensor(array))
 
 
-def export_checkpoint(checkpoint_path, out_path, cosine_threshold=None, pack=None,
+def export_checkpoint(checkpoint_path, out_path, thresholds=None, pack=None,
                       parity_faces=32):
     """
     Export a training checkpoint; check parity on ``parity_faces`` faces of ``pack`` too.
 
-    ``pack`` defaults to the training run's pack when it is still there. Return
-    ``(metadata, difference)``.
+    ``thresholds`` ``(bare, masked)`` replace the recipe's; ``pack`` defaults to the
+    training run's pack when it is still there. Return ``(metadata, difference)``.
     """
     checkpoint = torch.load(checkpoint_path, map_location='cpu', weights_only=True)
     if pack is None and os.path.exists(f'{checkpoint["pack"]}.json'):
         pack = checkpoint['pack']
     config = BackboneConfig.from_dict(checkpoint['backbone'], f'{checkpoint_path}: backbone')
     export_config = ExportConfig.from_dict(checkpoint['export'], f'{checkpoint_path}: export')
-    if cosine_threshold is not None:
+    if thresholds is not None:
         export_config = ExportConfig(**{**asdict(export_config),
-                                        'cosine_threshold': cosine_threshold})
+                                        'cosine_threshold': thresholds[0],
+                                        'masked_cosine_threshold': thresholds[1]})
     backbone = Backbone(config)
     backbone.load_state_dict(checkpoint['model'])
     backbone.eval()
@@ -287,18 +294,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument('--checkpoint', required=True)
     parser.add_argument('--out', default='models/face_embedder.onnx')
-    parser.add_argument('--threshold', type=float, help='recommended cosine threshold '
-                        '(default: export.cosine_threshold of the recipe)')
+    parser.add_argument('--thresholds', type=float, nargs=2, metavar=('BARE', 'MASKED'),
+                        help='recommended cosine thresholds, for bare and for masked templates '
+                        '(face-id calibrate-threshold; default: those of the recipe)')
     parser.add_argument('--pack', help='face pack whose faces join the parity check '
                         '(default: the training pack, when present)')
     args = parser.parse_args(argv)
     try:
-        metadata, difference = export_checkpoint(args.checkpoint, args.out, args.threshold,
+        metadata, difference = export_checkpoint(args.checkpoint, args.out, args.thresholds,
                                                  args.pack)
     except FaceIdError as error:
         raise SystemExit(f'error: {error}')
     print(f'wrote {args.out}: {metadata.name} {metadata.version}, '
-          f'{metadata.embedding_size}-d, threshold {metadata.cosine_threshold}, '
+          f'{metadata.embedding_size}-d, thresholds {metadata.cosine_threshold} (bare), '
+          f'{metadata.masked_cosine_threshold} (masked templates), '
           f'parity {difference:.1e}')
 
 

@@ -319,12 +319,13 @@ def export_model(backbone, head, export, steps, config, base):
     Write the embedder with its mask output over ``config.out``; return the parity.
 
     The embedding is the checkpoint's, as in the file replaced (``base``), whose
-    recommended threshold it keeps: the head adds an output and changes nothing else.
+    recommended thresholds it keeps: the head adds an output and changes nothing else.
     """
     metadata = build_metadata(backbone, export, {'steps': steps,
                                                  'mask_head_linear_macs': head.linear.in_features})
     metadata = replace(metadata, version=config.version,
                        cosine_threshold=base.metadata.cosine_threshold,
+                       masked_cosine_threshold=base.metadata.masked_cosine_threshold,
                        mask_output=MASK_OUTPUT, mask_threshold=config.threshold)
     return export_onnx(backbone, metadata, config.out, mask_head=head)
 

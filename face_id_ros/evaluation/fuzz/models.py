@@ -107,6 +107,9 @@ def use_metadata(metadata):
     assert metadata.layout in ('NCHW', 'NHWC') and metadata.channel_order in ('RGB', 'BGR')
     threshold = float(metadata.cosine_threshold)
     assert -1.0 <= threshold <= 1.0, threshold
+    if metadata.masked_cosine_threshold is not None:
+        masked = float(metadata.masked_cosine_threshold)
+        assert threshold <= masked <= 1.0, masked
     for landmark_set in (FIVE_POINTS, FOUR_POINTS):
         points = detector_template(landmark_set, metadata.template)
         assert np.all(np.isfinite(points)), metadata.template
