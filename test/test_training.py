@@ -450,6 +450,12 @@ def test_a_run_can_start_from_an_exported_onnx_file(face_pack, tmp_path, switche
     assert trainer.steps_before == first.step
     trainer.run()
     assert np.isfinite(trainer.validate())
+    # Resumed, the checkpoint says which steps came before, whatever init_from names now.
+    resumed = Trainer(load_recipe(SMOKE_RECIPE, [
+        f'data.pack={face_pack}', 'train.epochs=2', f'train.init_from={trainer.export()}']
+        + switches), tmp_path / 'second')
+    resumed.run(resume=True)
+    assert resumed.steps_before == first.step
 
 
 def test_epoch_log_watches_how_alike_different_held_out_people_look(face_pack, tmp_path):

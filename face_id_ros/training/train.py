@@ -459,6 +459,10 @@ class Trainer:
         torch.set_rng_state(state['torch_rng'].cpu())
         self.epoch, self.step_in_epoch = state['epoch'], state['step_in_epoch']
         self.step = state['step']
+        # What made the starting weights is the checkpoint's to say, whatever init_from
+        # names now (a resume that named the run's own export counted its steps twice).
+        self.steps_before = state.get('steps_before', 0)
+        self.teacher_channels = state.get('teacher_channels')
         _drop_rows_after(self.out_dir / 'train_log.csv', LOG_COLUMNS, self.step)
 
     def export(self):
