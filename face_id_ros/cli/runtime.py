@@ -430,7 +430,9 @@ def _add_model(commands):
     thresholds.add_argument('target')
     thresholds.add_argument('--version', required=True)
     thresholds.add_argument('--cosine-threshold', type=float, required=True)
-    thresholds.add_argument('--masked-cosine-threshold', type=float, required=True)
+    thresholds.add_argument('--masked-cosine-threshold', type=float,
+                            help='threshold against masked templates (default: none, they '
+                            'name nobody)')
     thresholds.set_defaults(handler=run_model_set_thresholds)
     latency = actions.add_parser(
         'latency', help='time models against each other, interleaved, one face, one thread')

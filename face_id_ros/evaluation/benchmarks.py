@@ -411,6 +411,10 @@ def calibrate_threshold(model, faces, count=4000, far=1e-5, margin=8, seed=0):
     masked_threshold = max(threshold, _threshold_at_far(masked_scores, far, 'masked faces'))
     print(f'  masked pairs that reach the bare threshold: '
           f'{np.mean(masked_scores >= threshold):.3%}')
+    against_bare = (masked @ bare.T)[different]
+    print(f'  masked faces against bare faces of others: mean {against_bare.mean():.4f}, max '
+          f'{against_bare.max():.4f}; reach the bare threshold: '
+          f'{np.mean(against_bare >= threshold):.3%}')
     print(f'threshold at FAR {far:g}: {threshold:.4f}')
     print(f'masked-template threshold at FAR {far:g}: {masked_threshold:.4f}')
     if threshold >= 1.0:

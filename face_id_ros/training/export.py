@@ -261,23 +261,24 @@ def _copy(parameter, array, path):
     parameter.copy_(torch.tensor(array))
 
 
-def export_checkpoint(checkpoint_path, out_path, thresholds=None, pack=None,
-                      parity_faces=32):
+def export_checkpoint(checkpoint_path, out_path, cosine_threshold=None,
+                      masked_cosine_threshold=None, pack=None, parity_faces=32):
     """
     Export a training checkpoint; check parity on ``parity_faces`` faces of ``pack`` too.
 
-    ``thresholds`` ``(bare, masked)`` replace the recipe's; ``pack`` defaults to the
-    training run's pack when it is still there. Return ``(metadata, difference)``.
+    Thresholds given replace the recipe's; ``pack`` defaults to the training run's pack when
+    it is still there. Return ``(metadata, difference)``.
     """
     checkpoint = torch.load(checkpoint_path, map_location='cpu', weights_only=True)
     if pack is None and os.path.exists(f'{checkpoint["pack"]}.json'):
         pack = checkpoint['pack']
     config = BackboneConfig.from_dict(checkpoint['backbone'], f'{checkpoint_path}: backbone')
     export_config = ExportConfig.from_dict(checkpoint['export'], f'{checkpoint_path}: export')
-    if thresholds is not None:
-        export_config = ExportConfig(**{**asdict(export_config),
-                                        'cosine_threshold': thresholds[0],
-                                        'masked_cosine_threshold': thresholds[1]})
+    given = {'cosine_threshold': cosine_threshold,
+             'masked_cosine_threshold': masked_cosine_threshold}
+    export_config = ExportConfig(**{**asdict(export_config),
+                                    **{key: value for key, value in given.items()
+                                       if value is not None}})
     backbone = Backbone(config)
     backbone.load_state_dict(checkpoint['model'])
     backbone.eval()
@@ -294,15 +295,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument('--checkpoint', required=True)
     parser.add_argument('--out', default='models/face_embedder.onnx')
-    parser.add_argument('--thresholds', type=float, nargs=2, metavar=('BARE', 'MASKED'),
-                        help='recommended cosine thresholds, for bare and for masked templates '
-                        '(face-id calibrate-threshold; default: those of the recipe)')
+    parser.add_argument('--threshold', type=float, help='recommended cosine threshold '
+                        '(face-id calibrate-threshold; default: export.cosine_threshold of '
+                        'the recipe)')
+    parser.add_argument('--masked-threshold', type=float,
+                        help='recommended cosine threshold against masked templates (default: '
+                        'export.masked_cosine_threshold of the recipe; none: they name nobody)')
     parser.add_argument('--pack', help='face pack whose faces join the parity check '
                         '(default: the training pack, when present)')
     args = parser.parse_args(argv)
     try:
-        metadata, difference = export_checkpoint(args.checkpoint, args.out, args.thresholds,
-                                                 args.pack)
+        metadata, difference = export_checkpoint(
+            args.checkpoint, args.out, args.threshold, args.masked_threshold, args.pack)
     except FaceIdError as error:
         raise SystemExit(f'error: {error}')
     print(f'wrote {args.out}: {metadata.name} {metadata.version}, '
