@@ -117,6 +117,17 @@ def test_enrolling_the_same_photos_again_adds_nothing(tmp_path, key_text, capsys
     assert template_counts(tmp_path, capsys) == {'P-0001': 3}
 
 
+def test_masked_photos_are_stored_masked_and_the_enrolment_says_if_they_count(
+        tmp_path, key_text, capsys):
+    garner = photos_of('Jennifer_Garner')
+    assert enroll(tmp_path, enrolment_folder(tmp_path / 'a', 'P-0001', garner[:2]),
+                  '--masked') == 0
+    output = capsys.readouterr().out
+    assert 'P-0001: enrolled 2 photo(s), 2 masked' in output
+    # The shipped 2.0.0 has no masked-template threshold, and says such templates name nobody.
+    assert 'this model has no threshold for masked templates: they name nobody' in output
+
+
 def test_the_gallery_files_name_no_photo_and_no_person_and_only_the_owner_reads_them(
         tmp_path, key_text, capsys):
     garner = photos_of('Jennifer_Garner')
