@@ -161,8 +161,9 @@ class TrackerConfig:
     max_gap_s: float = setting(
         0.5, 'A track unseen for longer ends; evidence older than this is stale.', 0.01, 60.0)
     masked_confirm_frames: int = setting(
-        5, 'Agreeing frames a masked face needs when the patient has no masked templates: '
-        'half the face is hidden and the other half was enrolled bare, so more evidence '
+        5, 'Agreeing frames a masked face needs when it is matched against bare templates '
+        '(the patient has no masked ones, or the model no threshold for them): half the '
+        'face is hidden and the other half was enrolled bare, so more evidence '
         'stands in for the missing half. The masked ward round gave 0 wrong and 1 of 12 '
         'masked visits confirmed at both 3 and 5, so the cautious value stays.', 1, 100)
     recheck_period_s: float = setting(
