@@ -135,9 +135,11 @@ def match(embeddings, snapshot, config, threshold, masked=None, masked_threshold
     norms = np.linalg.norm(faces, axis=1)
     usable = np.isfinite(norms) & (norms > 0)
     faces = np.where(usable[:, None], faces / np.where(usable, norms, 1.0)[:, None], 0.0)
-    cosines = _on_bare_scale(faces @ snapshot.templates.T, snapshot.masked,
-                             threshold, masked_threshold)
+    # Without a masked threshold masked templates do not count: -1 is below any threshold.
     countable = ~snapshot.masked if masked_threshold is None else np.ones_like(snapshot.masked)
+    cosines = np.where(countable[None, :], _on_bare_scale(
+        faces @ snapshot.templates.T, snapshot.masked, threshold, masked_threshold),
+        np.float32(-1.0))
     per_patient, like = _per_patient(cosines, snapshot, masked, countable)
     order = best_first(per_patient, max(config.top_k, 2))
     return [_decide(snapshot.patient_ids, per_patient[row], order[row], config, threshold,
@@ -165,11 +167,9 @@ def best_first(scores, count):
 
 
 def _on_bare_scale(cosines, masked_templates, threshold, masked_threshold):
-    """Lower the cosines to masked templates by the threshold gap (to -1 without one)."""
-    if not masked_templates.any():
+    """Lower the cosines to masked templates by the gap between the two thresholds."""
+    if masked_threshold is None or not masked_templates.any():
         return cosines
-    if masked_threshold is None:
-        return np.where(masked_templates[None, :], np.float32(-1.0), cosines)
     gap = np.float32(masked_threshold - threshold)
     return cosines - gap * masked_templates[None, :].astype(np.float32)
 
